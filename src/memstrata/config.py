@@ -1,0 +1,153 @@
+"""Typed settings: one dataclass per component, named presets for retrieval variants.
+
+Nothing is read from the environment at import time; ``MemoryConfig.from_env`` reads
+``MEMSTRATA_*`` variables when a Memory is built without an explicit config.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+TimeMode = Literal["off", "boost", "filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    """How ``search`` finds and ranks memories. Every switch exists so one benchmark
+    run can compare variants (``memstrata bench ... --variant NAME``)."""
+
+    lexical: bool = True            # BM25 over turns (FTS5 in SQLite)
+    dense: bool = True              # cosine over turn embeddings
+    session_lexical: bool = True    # BM25 over whole-session documents (session unit, and as a prior)
+    session_dense: bool = True      # mean of a session's turn vectors
+    rrf_k: int = 60                 # reciprocal rank fusion constant (Cormack et al. 2009)
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # lexical, dense, session_lexical, session_dense
+    candidates: int = 200           # depth of every candidate list
+    session_prior: float = 0.5      # turn score += prior * its session's fused score (turn/round units)
+    neighbor_weight: float = 0.0    # turn score += w * best adjacent turn score (context smoothing)
+    time_mode: TimeMode = "boost"   # relative time expressions in the query: ignore, boost or filter
+    time_boost: float = 0.5         # multiplicative boost for in-range units (fuzzy ranges get half)
+    speaker_boost: float = 0.15     # boost for turns whose speaker is named in the query
+    strip_time_words: bool = True   # remove resolved time expressions from the lexical query
+
+    def __post_init__(self) -> None:
+        if not (self.lexical or self.dense or self.session_lexical or self.session_dense):
+            raise ConfigError("retrieval config enables no retriever: turn on lexical or dense")
+        if self.rrf_k < 1 or self.candidates < 1:
+            raise ConfigError("rrf_k and candidates must be >= 1")
+        if self.time_mode not in ("off", "boost", "filter"):
+            raise ConfigError(f"time_mode must be off, boost or filter, not {self.time_mode!r}")
+
+    @classmethod
+    def preset(cls, name: str) -> "RetrievalConfig":
+        """A named variant, optionally with overrides: ``"hybrid:time_mode=off,rrf_k=30"``."""
+        base, _, overrides = name.partition(":")
+        if base not in PRESETS:
+            raise ConfigError(f"unknown retrieval variant {base!r}; known: {', '.join(sorted(PRESETS))}")
+        cfg = PRESETS[base]
+        if overrides:
+            cfg = cfg.with_overrides(dict(_split_kv(item) for item in overrides.split(",") if item))
+        return cfg
+
+    def with_overrides(self, values: dict[str, str | Any]) -> "RetrievalConfig":
+        known = {f.name: f for f in fields(self)}
+        typed: dict[str, Any] = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown retrieval setting {key!r}; known: {', '.join(sorted(known))}")
+            typed[key] = _coerce(getattr(self, key), raw, key)
+        return replace(self, **typed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _split_kv(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ConfigError(f"variant override {item!r} must look like key=value")
+    return key.strip(), value.strip()
+
+
+def _coerce(current: Any, raw: Any, key: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, tuple):
+            return tuple(float(x) for x in raw.split("/"))
+    except ValueError as exc:
+        raise ConfigError(f"setting {key}={raw!r} is not a valid {type(current).__name__}") from exc
+    return raw
+
+
+PRESETS: dict[str, RetrievalConfig] = {
+    "hybrid": RetrievalConfig(),
+    "bm25": RetrievalConfig(dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
+                            time_mode="off", speaker_boost=0.0, strip_time_words=False),
+    "dense": RetrievalConfig(lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
+                             time_mode="off", speaker_boost=0.0, strip_time_words=False),
+    "rrf": RetrievalConfig(session_lexical=False, session_dense=False, session_prior=0.0,
+                           time_mode="off", speaker_boost=0.0, strip_time_words=False),
+}
+PRESETS["default"] = PRESETS["hybrid"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedConfig:
+    """The bundled embedder. ``roles`` limits which turns get a dense key (None: all)."""
+
+    enabled: bool = True
+    precision: Literal["int8", "fp32"] = "int8"
+    max_tokens: int = 256
+    roles: tuple[str, ...] | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_content_chars: int = 100_000     # one turn
+    max_batch_chars: int = 20_000_000    # one add() call
+    max_batch_messages: int = 100_000
+    max_id_chars: int = 256              # user/session/namespace ids
+    max_metadata_bytes: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryConfig:
+    namespace: str = "default"
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "MemoryConfig":
+        """Read ``MEMSTRATA_NAMESPACE``, ``MEMSTRATA_VARIANT``, ``MEMSTRATA_EMBED`` (on/off)
+        and ``MEMSTRATA_EMBED_PRECISION`` (int8/fp32)."""
+        env = dict(os.environ if env is None else env)
+        cfg = cls()
+        if ns := env.get("MEMSTRATA_NAMESPACE"):
+            cfg = replace(cfg, namespace=ns)
+        if variant := env.get("MEMSTRATA_VARIANT"):
+            cfg = replace(cfg, retrieval=RetrievalConfig.preset(variant))
+        embed = cfg.embed
+        if (flag := env.get("MEMSTRATA_EMBED")) is not None:
+            embed = replace(embed, enabled=_coerce(True, flag, "MEMSTRATA_EMBED"))
+        if prec := env.get("MEMSTRATA_EMBED_PRECISION"):
+            if prec not in ("int8", "fp32"):
+                raise ConfigError(f"MEMSTRATA_EMBED_PRECISION must be int8 or fp32, not {prec!r}")
+            embed = replace(embed, precision=prec)  # type: ignore[arg-type]
+        return replace(cfg, embed=embed)

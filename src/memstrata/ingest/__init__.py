@@ -1,0 +1,1 @@
+"""Write path: validate and normalise input into episode drafts."""

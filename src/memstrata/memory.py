@@ -1,0 +1,424 @@
+"""``Memory``: the one facade every interface (CLI, REST, MCP) calls.
+
+    mem = Memory("memory.db")
+    mem.add([{"role": "user", "content": "I moved to Lisbon"}], user_id="ana")
+    hits = mem.search("where does ana live?", user_id="ana")
+    print(mem.context("where do I live?", user_id="ana", max_tokens=500))
+
+Every method is scoped to one tenant (namespace + user_id); nothing reads or writes
+across that line. Writes are atomic: a failed ``add`` or ``import_`` stores nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .config import MemoryConfig, RetrievalConfig
+from .errors import InvalidFileError, InvalidInputError, NotFoundError
+from .ingest.normalize import check_id, normalize_messages
+from .model import Context, Episode, Hit, SessionInfo, Stats, Unit
+from .retrieve.pack import pack
+from .retrieve.search import Retriever
+from .store import EpisodeDraft, Store, Tenant, open_store
+from .timeutil import now, parse_time
+
+if TYPE_CHECKING:
+    from .providers.embed import Embedder
+
+EXPORT_FORMAT = "memstrata-export"
+EXPORT_VERSION = 1
+
+
+def default_path() -> Path:
+    """``$MEMSTRATA_PATH`` or ``memory.db`` in the user's data directory."""
+    if env := os.environ.get("MEMSTRATA_PATH"):
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("memstrata")) / "memory.db"
+
+
+class Memory:
+    """Long-term memory over one store. Thread-safe for use from one process."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        config: MemoryConfig | None = None,
+        store: Store | None = None,
+        embedder: "Embedder | Literal[False] | None" = None,
+    ) -> None:
+        self.config = config or MemoryConfig.from_env()
+        if store is None:
+            target = Path(path) if path is not None else default_path()
+            if str(target) != ":memory:":
+                target.expanduser().parent.mkdir(parents=True, exist_ok=True)
+            store = open_store(str(target))
+        self.store = store
+        self._embedder: Embedder | None
+        if embedder is False or not self.config.embed.enabled:
+            self._embedder = None
+        elif embedder is None:
+            from .providers.embed import default_embedder
+
+            e = self.config.embed
+            self._embedder = default_embedder(precision=e.precision, max_tokens=e.max_tokens, threads=e.threads)
+        else:
+            self._embedder = embedder
+        self._retriever = Retriever(self.store, self._embedder)
+
+    # -- plumbing ----------------------------------------------------------------
+    def __enter__(self) -> "Memory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def embedder(self) -> "Embedder | None":
+        return self._embedder
+
+    def _tenant(self, user_id: Any, namespace: str | None) -> Tenant:
+        limits = self.config.limits
+        ns = check_id(namespace if namespace is not None else self.config.namespace, "namespace", limits)
+        user = check_id(user_id, "user_id", limits)
+        assert ns is not None and user is not None
+        return Tenant(ns, user)
+
+    def _vectors(self, drafts: Sequence[EpisodeDraft]) -> np.ndarray | None:
+        if self._embedder is None:
+            return None
+        roles = self.config.embed.roles
+        chosen = [i for i, d in enumerate(drafts) if roles is None or d.role in roles]
+        out = np.full((len(drafts), self._embedder.dim), np.nan, dtype=np.float32)
+        if chosen:
+            out[chosen] = self._embedder.embed([drafts[i].content for i in chosen])
+        return out
+
+    # -- writes ------------------------------------------------------------------
+    def add(
+        self,
+        messages: str | Mapping[str, Any] | Sequence[Any],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        timestamp: datetime | str | float | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+    ) -> list[Episode]:
+        """Store messages verbatim as episodes of one session and index them at once.
+
+        ``messages`` is a string (one user turn), an OpenAI-style message dict, or a list
+        of them (``role``, ``content``, optional ``name`` for the speaker and
+        ``timestamp`` to override the call's). Without ``session_id`` the call opens a
+        new session; with one, turns are appended to it. ``timestamp`` is the event time
+        (default: now). Returns the stored episodes."""
+        tenant = self._tenant(user_id, namespace)
+        drafts = normalize_messages(
+            messages, session_id=session_id, agent_id=agent_id, timestamp=timestamp,
+            metadata=metadata, limits=self.config.limits,
+        )
+        vectors = self._vectors(drafts)
+        model_id = self._embedder.model_id if self._embedder is not None else None
+        return self.store.add_episodes(tenant, drafts, vectors, model_id)
+
+    def delete(self, episode_ids: str | Iterable[str], *, user_id: str, namespace: str | None = None) -> int:
+        """Delete episodes by id (and all data derived from them). A single id that does
+        not exist in this tenant raises NotFoundError; a list returns how many went."""
+        tenant = self._tenant(user_id, namespace)
+        single = isinstance(episode_ids, str)
+        ids = [episode_ids] if single else list(episode_ids)  # type: ignore[list-item]
+        for i in ids:
+            if not isinstance(i, str):
+                raise InvalidInputError(f"episode ids must be strings, got {type(i).__name__}")
+        n = self.store.delete_episodes(tenant, ids)
+        if single and n == 0:
+            raise NotFoundError(f"no episode {episode_ids!r} for user {tenant.user_id!r}")
+        return n
+
+    def delete_session(self, session_id: str, *, user_id: str, namespace: str | None = None) -> int:
+        tenant = self._tenant(user_id, namespace)
+        n = self.store.delete_session(tenant, session_id)
+        if n == 0:
+            raise NotFoundError(f"no session {session_id!r} for user {tenant.user_id!r}")
+        return n
+
+    def erase(self, *, user_id: str, namespace: str | None = None) -> int:
+        """Remove everything stored for this user and scrub it from the store files.
+        Returns the number of episodes removed (0 if the user had none)."""
+        tenant = self._tenant(user_id, namespace)
+        n = self.store.erase_tenant(tenant)
+        self._retriever.forget(tenant)
+        return n
+
+    # -- reads -------------------------------------------------------------------
+    def get(self, episode_id: str, *, user_id: str, namespace: str | None = None) -> Episode:
+        tenant = self._tenant(user_id, namespace)
+        if not isinstance(episode_id, str):
+            raise InvalidInputError(f"episode_id must be a string, got {type(episode_id).__name__}")
+        ep = self.store.get_episode(tenant, episode_id)
+        if ep is None:
+            raise NotFoundError(f"no episode {episode_id!r} for user {tenant.user_id!r}")
+        return ep
+
+    def list(
+        self, *, user_id: str, session_id: str | None = None, start: Any = None, end: Any = None,
+        limit: int = 100, offset: int = 0, namespace: str | None = None,
+    ) -> list[Episode]:
+        """Episodes in event-time order, paginated with ``limit``/``offset``."""
+        tenant = self._tenant(user_id, namespace)
+        _check_int(limit, "limit", 1, 100_000)
+        _check_int(offset, "offset", 0, 10**12)
+        return self.store.list_episodes(
+            tenant, session_id=session_id, start=_opt_time(start, "start"), end=_opt_time(end, "end"),
+            limit=limit, offset=offset,
+        )
+
+    def sessions(self, *, user_id: str, namespace: str | None = None) -> list[SessionInfo]:
+        return self.store.list_sessions(self._tenant(user_id, namespace))
+
+    def users(self, *, namespace: str | None = None) -> list[str]:
+        ns = namespace if namespace is not None else self.config.namespace
+        return [t.user_id for t in self.store.tenants(ns)]
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int = 10,
+        unit: Unit = "turn",
+        as_of: Any = None,
+        start: Any = None,
+        end: Any = None,
+        variant: str | RetrievalConfig | None = None,
+        namespace: str | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best units (turns, rounds or sessions) for ``query``.
+
+        ``as_of`` is 'now' for the query: later episodes are invisible and relative
+        expressions ("last Saturday", "two weeks ago", "in May") resolve against it.
+        ``start``/``end`` restrict event time to [start, end). ``variant`` picks a
+        retrieval preset (see ``RetrievalConfig.preset``)."""
+        tenant = self._tenant(user_id, namespace)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query must be a non-empty string")
+        if len(query) > self.config.limits.max_content_chars:
+            raise InvalidInputError(f"query is {len(query)} characters; the limit is {self.config.limits.max_content_chars}")
+        _check_int(k, "k", 1, 1000)
+        cfg = self._retrieval(variant)
+        return self._retriever.search(
+            tenant, query, k=k, unit=unit, cfg=cfg, as_of=_opt_time(as_of, "as_of") or now(),
+            start=_opt_time(start, "start"), end=_opt_time(end, "end"),
+        )
+
+    def context(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        max_tokens: int = 2000,
+        k: int = 50,
+        as_of: Any = None,
+        start: Any = None,
+        end: Any = None,
+        variant: str | RetrievalConfig | None = None,
+        namespace: str | None = None,
+    ) -> Context:
+        """A prompt-ready context for ``query``: the best turns with the turns around
+        them, grouped by session in chronological order, each line dated and attributed,
+        within ``max_tokens`` (estimated)."""
+        _check_int(max_tokens, "max_tokens", 50, 1_000_000)
+        hits = self.search(query, user_id=user_id, k=k, unit="turn", as_of=as_of, start=start, end=end,
+                           variant=variant, namespace=namespace)
+        tenant = self._tenant(user_id, namespace)
+        cache: dict[str, Episode] = {}
+
+        def fetch(episode_id: str) -> Episode | None:
+            if episode_id not in cache:
+                ep = self.store.get_episode(tenant, episode_id)
+                if ep is None:
+                    return None
+                cache[episode_id] = ep
+            return cache[episode_id]
+
+        def neighbours(ep: Episode) -> list[Episode]:
+            return self.store.neighbours(tenant, ep.id, radius=1)
+
+        return pack(hits, neighbours, fetch, max_tokens)
+
+    def stats(self, *, user_id: str | None = None, namespace: str | None = None) -> Stats:
+        if user_id is None:
+            return self.store.stats(None, namespace if namespace is not None else self.config.namespace)
+        return self.store.stats(self._tenant(user_id, namespace))
+
+    def _retrieval(self, variant: str | RetrievalConfig | None) -> RetrievalConfig:
+        if variant is None:
+            return self.config.retrieval
+        if isinstance(variant, RetrievalConfig):
+            return variant
+        return RetrievalConfig.preset(variant)
+
+    # -- export / import ---------------------------------------------------------
+    def export(self, path: str | os.PathLike[str], *, user_id: str | None = None,
+               namespace: str | None = None) -> int:
+        """Write episodes (with embeddings) as JSON Lines; one user, or every user of the
+        namespace. Lossless: ``import_`` restores ids, sessions, positions, times,
+        metadata and vectors. Returns the number of episodes written."""
+        ns = namespace if namespace is not None else self.config.namespace
+        tenant = self._tenant(user_id, ns) if user_id is not None else None
+        target = Path(path)
+        tmp = target.with_name(target.name + ".part")
+        n = 0
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION}) + "\n")
+            for ep, vec, model_id in self.store.export_rows(tenant, None if tenant else ns):
+                fh.write(json.dumps(_episode_json(ep, vec, model_id), ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, target)
+        return n
+
+    def import_(self, path: str | os.PathLike[str], *, namespace: str | None = None) -> int:
+        """Load a file written by ``export``. The whole file is validated before anything
+        is written; episodes whose id already exists identically are skipped. Imported
+        records keep their user ids and land in ``namespace`` (default: this memory's)."""
+        ns = namespace if namespace is not None else self.config.namespace
+        batches = _read_export(Path(path), self.config)
+        written = 0
+        for user_id, rows in batches.items():
+            tenant = self._tenant(user_id, ns)
+            fresh = []
+            for draft, vec, model_id in rows:
+                existing = self.store.get_episode(tenant, draft.id)
+                if existing is not None:
+                    if existing.content != draft.content or existing.session_id != draft.session_id:
+                        raise InvalidFileError(f"{path}: episode {draft.id} already exists with other content")
+                    continue
+                fresh.append((draft, vec, model_id))
+            if not fresh:
+                continue
+            drafts = [d for d, _, _ in fresh]
+            vectors, model_id = self._import_vectors(fresh)
+            self.store.add_episodes(tenant, drafts, vectors, model_id)
+            written += len(drafts)
+        return written
+
+    def _import_vectors(self, rows: list[tuple[EpisodeDraft, np.ndarray | None, str | None]]):  # type: ignore[no-untyped-def]
+        """Reuse exported vectors made by our embedder; re-embed the rest."""
+        if self._embedder is None:
+            return None, None
+        current = self._embedder.model_id
+        out = np.full((len(rows), self._embedder.dim), np.nan, dtype=np.float32)
+        todo = []
+        for i, (draft, vec, model_id) in enumerate(rows):
+            if vec is not None and model_id == current and len(vec) == self._embedder.dim:
+                out[i] = vec
+            elif vec is not None or model_id is not None:
+                todo.append(i)
+        if todo:
+            out[todo] = self._embedder.embed([rows[i][0].content for i in todo])
+        return out, current
+
+
+def _check_int(value: Any, name: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidInputError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
+
+
+def _opt_time(value: Any, what: str) -> datetime | None:
+    return None if value is None else parse_time(value, what=what)
+
+
+def _episode_json(ep: Episode, vec: np.ndarray | None, model_id: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "type": "episode", "id": ep.id, "namespace": ep.namespace, "user_id": ep.user_id,
+        "agent_id": ep.agent_id, "session_id": ep.session_id, "position": ep.position,
+        "role": ep.role, "speaker": ep.speaker, "content": ep.content,
+        "event_time": ep.event_time.isoformat(), "ingest_time": ep.ingest_time.isoformat(),
+        "metadata": ep.metadata,
+    }
+    if vec is not None:
+        row["embedding"] = {"model_id": model_id, "f16": base64.b64encode(vec.astype(np.float16).tobytes()).decode()}
+    return row
+
+
+def _read_export(
+    path: Path, config: MemoryConfig
+) -> dict[str, list[tuple[EpisodeDraft, np.ndarray | None, str | None]]]:
+    from .ingest.normalize import _one  # shared validation of one message
+
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidFileError(f"cannot read {path}: {exc.strerror}") from exc
+    batches: dict[str, list[tuple[EpisodeDraft, np.ndarray | None, str | None]]] = {}
+    with fh:
+        try:
+            header = json.loads(fh.readline() or "null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidFileError(f"{path}: line 1 is not JSON ({exc})") from exc
+        if not isinstance(header, dict) or header.get("type") != EXPORT_FORMAT:
+            raise InvalidFileError(f"{path}: not a memstrata export (line 1 must be the export header)")
+        if header.get("version") != EXPORT_VERSION:
+            raise InvalidFileError(f"{path}: export version {header.get('version')!r} is not supported")
+        seen: set[str] = set()
+        for lineno, line in enumerate(fh, start=2):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or row.get("type") != "episode":
+                    raise InvalidFileError("expected an object with type 'episode'")
+                user_id = check_id(row.get("user_id"), "user_id", config.limits)
+                role, speaker, content, when, meta = _one(
+                    {"role": row.get("role"), "content": row.get("content"), "name": row.get("speaker"),
+                     "timestamp": row.get("event_time"), "metadata": row.get("metadata")},
+                    lineno, config.limits,
+                )
+                ep_id = check_id(row.get("id"), "id", config.limits)
+                position = row.get("position")
+                _check_int(position, "position", 0, 2**53)
+                draft = EpisodeDraft(
+                    id=ep_id, session_id=check_id(row.get("session_id"), "session_id", config.limits),  # type: ignore[arg-type]
+                    role=role, content=content, event_time=when or parse_time(row.get("event_time")),
+                    ingest_time=parse_time(row.get("ingest_time"), what="ingest_time"), speaker=speaker,
+                    agent_id=check_id(row.get("agent_id"), "agent_id", config.limits, required=False),
+                    metadata=meta, position=position,
+                )
+                vec, model_id = _decode_embedding(row.get("embedding"))
+            except InvalidFileError as exc:
+                raise InvalidFileError(f"{path}: line {lineno}: {exc}") from exc
+            except (json.JSONDecodeError, InvalidInputError, ValueError, TypeError) as exc:
+                raise InvalidFileError(f"{path}: line {lineno}: {exc}") from exc
+            if ep_id in seen:
+                raise InvalidFileError(f"{path}: line {lineno}: episode id {ep_id} appears twice")
+            seen.add(ep_id)  # type: ignore[arg-type]
+            batches.setdefault(user_id, []).append((draft, vec, model_id))  # type: ignore[arg-type]
+    return batches
+
+
+def _decode_embedding(value: Any) -> tuple[np.ndarray | None, str | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or not isinstance(value.get("f16"), str):
+        raise InvalidFileError("embedding must be an object with model_id and f16 (base64)")
+    raw = base64.b64decode(value["f16"], validate=True)
+    if len(raw) % 2:
+        raise InvalidFileError("embedding bytes are not float16")
+    return np.frombuffer(raw, dtype=np.float16).astype(np.float32), value.get("model_id")
+
+
+__all__ = ["Memory", "default_path"]

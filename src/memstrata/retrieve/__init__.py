@@ -1,0 +1,1 @@
+"""Read path: analyse the query, gather candidates, fuse, aggregate, pack."""

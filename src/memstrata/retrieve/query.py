@@ -1,0 +1,72 @@
+"""Query analysis: lexical terms, time ranges, named speakers. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from .timeexpr import TimeRange, find_time_ranges, strip_time_expressions
+
+# A compact English stopword list: function words and question scaffolding that carry
+# no topic ("what did I ... ?"). Content words, numbers and names are kept.
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are aren't as at be because been before being
+below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down
+during each few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here
+here's hers herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself
+let's me more most mustn't my myself no nor not of off on once only or other ought our ours ourselves
+out over own same shan't she she'd she'll she's should shouldn't so some such than that that's the their
+theirs them themselves then there there's these they they'd they'll they're they've this those through
+to too under until up very was wasn't we we'd we'll we're we've were weren't what what's when when's
+where where's which while who who's whom why why's with won't would wouldn't you you'd you'll you're
+you've your yours yourself yourselves also just did does tell remind know remember recall mentioned
+mention said say told kind sort thing things get got really much many s t d ll m re ve
+""".split())
+
+_WORD = re.compile(r"[\w][\w'’-]*", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased word tokens with possessives and edge punctuation removed."""
+    out = []
+    for raw in _WORD.findall(text.lower()):
+        word = raw.replace("’", "'").strip("'-")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if word:
+            out.append(word)
+    return out
+
+
+def lexical_terms(text: str) -> list[str]:
+    """Distinct content terms of a query, in order (stopwords and 1-letter words dropped)."""
+    seen: dict[str, None] = {}
+    for word in tokenize(text):
+        if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
+            continue
+        for part in re.split(r"[-']", word):  # FTS5's tokenizer splits on these too
+            if part and part not in STOPWORDS:
+                seen.setdefault(part, None)
+    return list(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPlan:
+    text: str                       # the original query (embedded as is)
+    terms: tuple[str, ...]          # lexical terms
+    ranges: tuple[TimeRange, ...]   # resolved time expressions
+    speakers: frozenset[str]        # lowercased speaker names the query mentions
+
+
+def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None],
+            find_time: bool = True, strip_time_words: bool = True) -> QueryPlan:
+    ranges = find_time_ranges(query, as_of) if find_time else []
+    lexical_text = strip_time_expressions(query, ranges) if (ranges and strip_time_words) else query
+    words = set(tokenize(query))
+    speakers = frozenset(
+        s.lower() for s in known_speakers
+        if s and s.lower() in words or (s and " " in s and s.lower() in query.lower())
+    )
+    return QueryPlan(query, tuple(lexical_terms(lexical_text)), tuple(ranges), speakers)

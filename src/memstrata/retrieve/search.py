@@ -1,0 +1,292 @@
+"""Hybrid, time-aware retrieval over one tenant's episodes.
+
+Pipeline (each step switchable in ``RetrievalConfig``):
+1. analyse the query: lexical terms, time expressions resolved against ``as_of``,
+   speakers it names;
+2. candidates: BM25 over turns and over whole sessions (store), cosine over turn
+   vectors and over session centroids (the mean of a session's turn vectors);
+3. fuse with reciprocal rank fusion at the session level (turn lists enter it by
+   their best turn per session) and at the turn level;
+4. boost units inside the query's time ranges and turns by a named speaker; a turn
+   also gets a share of its session's score (``session_prior``);
+5. aggregate to the unit asked for: turn, round (a user turn and its replies) or session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import RetrievalConfig
+from ..errors import InvalidInputError
+from ..model import Episode, Hit, Unit
+from ..store.base import Snapshot, Store, Tenant
+from ..timeutil import to_micros
+from .fuse import rrf, top_indexes
+from .query import QueryPlan, analyse
+
+if TYPE_CHECKING:
+    from ..providers.embed import Embedder
+
+_CACHE_TENANTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TenantIndex:
+    """A snapshot plus the derived arrays ranking needs; rebuilt when the revision moves."""
+
+    snap: Snapshot
+    key_row: dict[int, int]
+    row_session: np.ndarray      # row -> session index
+    session_keys: np.ndarray     # session index -> session key
+    session_index: dict[int, int]
+    centroids: np.ndarray        # (S, dim) unit vectors; zero rows for sessions without vectors
+    row_round: np.ndarray        # row -> round number (global, increasing)
+    speakers: frozenset[str]
+
+    @classmethod
+    def build(cls, snap: Snapshot) -> "TenantIndex":
+        n = snap.size
+        session_keys, row_session = np.unique(snap.session_keys, return_inverse=True)
+        centroids = np.zeros((len(session_keys), snap.vectors.shape[1] if snap.vectors.size else 0), np.float32)
+        if snap.vectors.size:
+            np.add.at(centroids, row_session[snap.vector_rows], snap.vectors)
+            norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+            centroids = np.divide(centroids, norms, out=np.zeros_like(centroids), where=norms > 0)
+        return cls(
+            snap=snap,
+            key_row={int(k): i for i, k in enumerate(snap.keys)},
+            row_session=row_session.astype(np.int64),
+            session_keys=session_keys,
+            session_index={int(k): i for i, k in enumerate(session_keys)},
+            centroids=centroids,
+            row_round=_rounds(snap, row_session, n),
+            speakers=frozenset(s for s in snap.speakers if s),
+        )
+
+
+def _rounds(snap: Snapshot, row_session: np.ndarray, n: int) -> np.ndarray:
+    """Round number per row. A round opens at each user turn when the session mixes
+    user and other roles (user + assistant replies); in sessions where every turn has
+    the same role (people talking to each other) a round is a pair of turns."""
+    out = np.zeros(n, dtype=np.int64)
+    counter = -1
+    start = 0
+    while start < n:
+        end = start
+        while end < n and row_session[end] == row_session[start]:
+            end += 1
+        roles = snap.roles[start:end]
+        mixed = "user" in roles and any(r != "user" for r in roles)
+        for i in range(start, end):
+            if (mixed and (roles[i - start] == "user" or i == start)) or (not mixed and (i - start) % 2 == 0):
+                counter += 1
+            out[i] = counter
+        start = end
+    return out
+
+
+class Retriever:
+    """Ranks one tenant's episodes for a query. Thread-safe; caches per-tenant arrays."""
+
+    def __init__(self, store: Store, embedder: "Embedder | None") -> None:
+        self.store = store
+        self.embedder = embedder
+        self._cache: OrderedDict[Tenant, TenantIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str | None:
+        return self.embedder.model_id if self.embedder is not None else None
+
+    def index(self, tenant: Tenant) -> TenantIndex:
+        revision = self.store.revision(tenant)
+        with self._lock:
+            cached = self._cache.get(tenant)
+            if cached is not None and cached.snap.revision == revision:
+                self._cache.move_to_end(tenant)
+                return cached
+        built = TenantIndex.build(self.store.snapshot(tenant, self.model_id))
+        with self._lock:
+            self._cache[tenant] = built
+            self._cache.move_to_end(tenant)
+            while len(self._cache) > _CACHE_TENANTS:
+                self._cache.popitem(last=False)
+        return built
+
+    def forget(self, tenant: Tenant) -> None:
+        with self._lock:
+            self._cache.pop(tenant, None)
+
+    def search(
+        self, tenant: Tenant, query: str, *, k: int, unit: Unit, cfg: RetrievalConfig,
+        as_of: datetime, start: datetime | None = None, end: datetime | None = None,
+    ) -> list[Hit]:
+        if unit not in ("turn", "round", "session"):
+            raise InvalidInputError(f"unit must be turn, round or session, not {unit!r}")
+        idx = self.index(tenant)
+        if idx.snap.size == 0:
+            return []
+        plan = analyse(query, as_of=as_of, known_speakers=idx.speakers,
+                       find_time=cfg.time_mode != "off", strip_time_words=cfg.strip_time_words)
+        ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
+        return _assemble(self.store, tenant, idx, ranking, unit, k)
+
+    # -- ranking ---------------------------------------------------------------
+    def _rank(
+        self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan, cfg: RetrievalConfig,
+        as_of: datetime, start: datetime | None, end: datetime | None,
+    ) -> "Ranking":
+        snap = idx.snap
+        upper = as_of + timedelta(microseconds=1)
+        end = upper if end is None else min(end, upper)
+        mask = snap.times < to_micros(end)
+        if start is not None:
+            mask &= snap.times >= to_micros(start)
+        time_factor = np.ones(snap.size)
+        if plan.ranges and cfg.time_mode != "off":
+            time_factor, hard = _time_factors(snap.times, plan, cfg)
+            if cfg.time_mode == "filter" and (hard & mask).any():
+                mask &= hard
+        w_lex, w_dense, w_slex, w_sdense = cfg.weights
+        n_sessions = len(idx.session_keys)
+        turn_lists: list[tuple[str, np.ndarray, float]] = []
+        session_lists: list[tuple[np.ndarray, float]] = []
+        if cfg.lexical and plan.terms:
+            found = self.store.lexical_turns(tenant, plan.terms, limit=cfg.candidates, start=start, end=end)
+            rows = np.fromiter((idx.key_row[k] for k, _ in found if k in idx.key_row), dtype=np.int64)
+            turn_lists.append(("lexical", rows[mask[rows]], w_lex))
+        query_vec = self._embed_query(plan.text) if (cfg.dense or cfg.session_dense) else None
+        if cfg.dense and query_vec is not None and snap.vectors.size:
+            sims = snap.vectors @ query_vec
+            ok = mask[snap.vector_rows]
+            order = top_indexes(sims - sims.min() + 1e-6, cfg.candidates, ok)
+            turn_lists.append(("dense", snap.vector_rows[order], w_dense))
+        session_mask = np.zeros(n_sessions, dtype=bool)
+        session_mask[idx.row_session[mask]] = True
+        if cfg.session_lexical and plan.terms:
+            found = self.store.lexical_sessions(tenant, plan.terms, limit=cfg.candidates)
+            srows = np.fromiter((idx.session_index[k] for k, _ in found if k in idx.session_index), dtype=np.int64)
+            session_lists.append((srows[session_mask[srows]], w_slex))
+        if cfg.session_dense and query_vec is not None and idx.centroids.size:
+            sims = idx.centroids @ query_vec
+            order = top_indexes(sims - sims.min() + 1e-6, cfg.candidates, session_mask & idx.centroids.any(axis=1))
+            session_lists.append((order, w_sdense))
+        for _, rows, weight in turn_lists:  # a turn list votes for sessions by its best turn
+            session_lists.append((_first_per_group(idx.row_session[rows]), weight))
+        turn_score = rrf(snap.size, [(rows, w) for _, rows, w in turn_lists], cfg.rrf_k)
+        session_score = rrf(n_sessions, session_lists, cfg.rrf_k)
+        session_score *= _group_max(time_factor, idx.row_session, n_sessions)
+        if cfg.neighbor_weight:
+            turn_score = turn_score + cfg.neighbor_weight * _neighbor_max(turn_score, idx.row_session)
+        turn_score = turn_score * time_factor
+        if plan.speakers and cfg.speaker_boost:
+            spoken = np.fromiter(((s or "").lower() in plan.speakers for s in snap.speakers), bool, snap.size)
+            turn_score = np.where(spoken, turn_score * (1 + cfg.speaker_boost), turn_score)
+        turn_score = np.where(turn_score > 0, turn_score + cfg.session_prior * session_score[idx.row_session], 0.0)
+        ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _ in turn_lists}
+        return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks)
+
+    def _embed_query(self, text: str) -> np.ndarray | None:
+        if self.embedder is None:
+            return None
+        return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    turn: np.ndarray
+    session: np.ndarray
+    turn_mask: np.ndarray
+    session_mask: np.ndarray
+    ranks: dict[str, dict[int, int]]
+
+
+def _time_factors(times: np.ndarray, plan: QueryPlan, cfg: RetrievalConfig) -> tuple[np.ndarray, np.ndarray]:
+    factor = np.ones(len(times))
+    hard = np.zeros(len(times), dtype=bool)
+    for r in plan.ranges:
+        inside = (times >= to_micros(r.start)) & (times < to_micros(r.end))
+        boost = 1 + (cfg.time_boost / 2 if r.fuzzy else cfg.time_boost)
+        factor = np.where(inside, np.maximum(factor, boost), factor)
+        if not r.fuzzy:
+            hard |= inside
+    return factor, hard
+
+
+def _first_per_group(groups: np.ndarray) -> np.ndarray:
+    """Distinct values in order of first appearance."""
+    _, first = np.unique(groups, return_index=True)
+    return groups[np.sort(first)]
+
+
+def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, groups, values)
+    return np.where(np.isfinite(out), out, 1.0)
+
+
+def _neighbor_max(scores: np.ndarray, row_session: np.ndarray) -> np.ndarray:
+    prev = np.zeros_like(scores)
+    nxt = np.zeros_like(scores)
+    same = row_session[1:] == row_session[:-1]
+    prev[1:] = np.where(same, scores[:-1], 0.0)
+    nxt[:-1] = np.where(same, scores[1:], 0.0)
+    return np.maximum(prev, nxt)
+
+
+def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, unit: Unit, k: int) -> list[Hit]:
+    snap = idx.snap
+    if unit == "session":
+        sessions = top_indexes(ranking.session, k, ranking.session_mask)
+        groups = []
+        for s in sessions:
+            rows = np.flatnonzero((idx.row_session == s) & ranking.turn_mask)
+            if len(rows) == 0:
+                rows = np.flatnonzero(idx.row_session == s)
+            best = rows[np.argmax(ranking.turn[rows])]
+            groups.append((float(ranking.session[s]), int(best), [int(best)]))
+    else:
+        turns = top_indexes(ranking.turn, k if unit == "turn" else k * 4, ranking.turn_mask)
+        groups = []
+        seen_rounds: set[int] = set()
+        for r in turns:
+            if unit == "turn":
+                groups.append((float(ranking.turn[r]), int(r), [int(r)]))
+                continue
+            rnd = int(idx.row_round[r])
+            if rnd in seen_rounds:
+                continue
+            seen_rounds.add(rnd)
+            members = np.flatnonzero(idx.row_round == rnd)
+            groups.append((float(ranking.turn[r]), int(r), [int(m) for m in members]))
+            if len(groups) == k:
+                break
+    keys = {int(snap.keys[r]) for _, best, text_rows in groups for r in [best, *text_rows]}
+    episodes = store.episodes_by_keys(tenant, sorted(keys))
+    hits = []
+    for score, best, text_rows in groups:
+        ep = episodes.get(int(snap.keys[best]))
+        if ep is None:  # deleted between snapshot and fetch
+            continue
+        texts = [episodes[int(snap.keys[r])] for r in text_rows if int(snap.keys[r]) in episodes]
+        hits.append(_hit(score, unit, ep, texts, ranking, best))
+    return hits
+
+
+def _hit(score: float, unit: Unit, ep: Episode, texts: list[Episode], ranking: Ranking, best: int) -> Hit:
+    if len(texts) > 1:
+        text = "\n".join(f"{t.author}: {t.content}" for t in texts)
+    else:
+        text = ep.content
+    sources = {name: ranks[best] for name, ranks in ranking.ranks.items() if best in ranks}
+    return Hit(
+        score=round(score, 6), unit=unit, episode_id=ep.id, session_id=ep.session_id,
+        speaker=ep.author, role=ep.role, event_time=ep.event_time, text=text,
+        episode_ids=tuple(dict.fromkeys([ep.id, *(t.id for t in texts)])), sources=sources,
+    )

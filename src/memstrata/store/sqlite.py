@@ -1,0 +1,532 @@
+"""SQLite store: one file, WAL journal, ``synchronous=FULL``, FTS5 for BM25.
+
+Choices and why:
+- WAL + synchronous=FULL: every acknowledged write survives power loss, readers never
+  block the writer.
+- ``secure_delete=ON``: freed pages are zeroed, so deleted text does not linger in the
+  file; ``erase`` also merges the FTS5 segments and truncates the WAL.
+- Tenancy: every statement filters on (namespace, user_id). FTS5 rows carry a per-tenant
+  ``scope`` token that every MATCH must AND with, so a lexical query only walks the
+  tenant's postings. BM25 statistics (IDF, average length) are per file, not per tenant:
+  another tenant's words can shift weights slightly, never what is returned.
+- Embeddings are float16 blobs (768 bytes for 384 dims), loaded per tenant as one
+  float32 matrix and cached by the caller against ``revision``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+from ..model import Episode, SessionInfo, Stats
+from ..timeutil import from_micros, to_micros
+from .base import EpisodeDraft, Snapshot, Tenant
+from .migrations import LATEST, MIGRATIONS
+
+_EP_COLS = (
+    "e.key, e.id, e.namespace, e.user_id, e.agent_id, s.session_id, e.position, e.role, "
+    "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata"
+)
+_SQL_VAR_CHUNK = 500
+
+
+def scope_token(tenant: Tenant) -> str:
+    """The FTS5 token that marks a tenant's rows: opaque, alphanumeric, stable."""
+    digest = hashlib.blake2b(f"{tenant.namespace}\x00{tenant.user_id}".encode(), digest_size=10)
+    return "zt" + digest.hexdigest()
+
+
+class SQLiteStore:
+    """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0) -> None:
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path}"
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open store {self.path!r}: directory {str(parent)!r} does not exist")
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path!r}: {exc}") from exc
+        self._lock = threading.RLock()
+        with self._translate("open"):
+            self._configure()
+            self._migrate()
+
+    # -- connection set-up -------------------------------------------------------
+    def _configure(self) -> None:
+        c = self._conn
+        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal" and self.path != ":memory:":
+            raise StoreError(f"store {self.path!r}: could not enable WAL (journal_mode={mode})")
+        for pragma in ("synchronous=FULL", "foreign_keys=ON", "secure_delete=ON",
+                       "temp_store=MEMORY", "cache_size=-65536"):
+            c.execute(f"PRAGMA {pragma}")
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > LATEST:
+            raise StoreError(
+                f"store {self.path!r} has schema version {version}, newer than this memstrata "
+                f"understands ({LATEST}); upgrade memstrata"
+            )
+        for number in range(version + 1, LATEST + 1):
+            with self._write():
+                for statement in _split_sql(MIGRATIONS[number - 1]):
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version={number}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            msg = str(exc)
+            if "full" in msg.lower():
+                raise StoreError(f"{what} failed: the disk is full ({msg}); nothing was written") from exc
+            if "malformed" in msg.lower() or "not a database" in msg.lower():
+                raise StoreError(f"{what} failed: {self.path!r} is corrupt or not a memstrata store ({msg})") from exc
+            raise StoreError(f"{what} failed: {msg}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: the writer lock is taken up front, so a busy file
+        waits (busy timeout) instead of failing half-way."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._translate("read"):
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writes ------------------------------------------------------------------
+    def add_episodes(
+        self,
+        tenant: Tenant,
+        drafts: Sequence[EpisodeDraft],
+        vectors: np.ndarray | None = None,
+        model_id: str | None = None,
+    ) -> list[Episode]:
+        if not drafts:
+            return []
+        if vectors is not None and len(vectors) != len(drafts):
+            raise StoreError(f"got {len(vectors)} vectors for {len(drafts)} episodes")
+        token = scope_token(tenant)
+        with self._translate("add"), self._write() as c:
+            self._ensure_tenant(c, tenant)
+            session_keys: dict[str, int] = {}
+            next_pos: dict[int, int] = {}
+            stored: list[Episode] = []
+            rows = []
+            for draft in drafts:
+                skey = session_keys.get(draft.session_id)
+                if skey is None:
+                    skey = self._session_key(c, tenant, draft.session_id, token)
+                    session_keys[draft.session_id] = skey
+                    next_pos[skey] = c.execute(
+                        "SELECT COALESCE(MAX(position) + 1, 0) FROM episodes WHERE session_key=?", (skey,)
+                    ).fetchone()[0]
+                position = draft.position if draft.position is not None else next_pos[skey]
+                next_pos[skey] = max(next_pos[skey], position + 1)
+                rows.append((
+                    draft.id, tenant.namespace, tenant.user_id, draft.agent_id, skey, position,
+                    draft.role, draft.speaker, draft.content, to_micros(draft.event_time),
+                    to_micros(draft.ingest_time), json.dumps(draft.metadata, ensure_ascii=False), token,
+                ))
+                stored.append(Episode(
+                    id=draft.id, namespace=tenant.namespace, user_id=tenant.user_id,
+                    session_id=draft.session_id, position=position, role=draft.role,  # type: ignore[arg-type]
+                    content=draft.content, event_time=draft.event_time, ingest_time=draft.ingest_time,
+                    speaker=draft.speaker, agent_id=draft.agent_id, metadata=draft.metadata,
+                ))
+            try:
+                c.executemany(
+                    "INSERT INTO episodes (id, namespace, user_id, agent_id, session_key, position, role, "
+                    "speaker, content, event_time, ingest_time, metadata, scope) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"add failed: an episode id or (session, position) already exists ({exc})") from exc
+            if vectors is not None and model_id is not None:
+                self._store_vectors(c, [d.id for d in drafts], vectors, model_id)
+            for skey in session_keys.values():
+                self._refresh_session(c, skey)
+            self._bump(c, tenant)
+        return stored
+
+    def _store_vectors(self, c: sqlite3.Connection, ids: list[str], vectors: np.ndarray, model_id: str) -> None:
+        half = np.asarray(vectors, dtype=np.float16)
+        keep = ~np.isnan(half).any(axis=1)
+        keys = {}
+        for chunk in _chunks([i for i, k in zip(ids, keep) if k]):
+            q = f"SELECT id, key FROM episodes WHERE id IN ({','.join('?' * len(chunk))})"
+            keys.update(dict(c.execute(q, chunk).fetchall()))
+        c.executemany(
+            "INSERT OR REPLACE INTO embeddings (episode_key, model_id, vec) VALUES (?,?,?)",
+            [(keys[i], model_id, half[n].tobytes()) for n, i in enumerate(ids) if keep[n]],
+        )
+
+    def _ensure_tenant(self, c: sqlite3.Connection, tenant: Tenant) -> None:
+        c.execute("INSERT OR IGNORE INTO tenants (namespace, user_id) VALUES (?, ?)",
+                  (tenant.namespace, tenant.user_id))
+
+    def _bump(self, c: sqlite3.Connection, tenant: Tenant) -> None:
+        c.execute("UPDATE tenants SET revision = revision + 1 WHERE namespace=? AND user_id=?",
+                  (tenant.namespace, tenant.user_id))
+
+    def _session_key(self, c: sqlite3.Connection, tenant: Tenant, session_id: str, token: str) -> int:
+        row = c.execute(
+            "SELECT key FROM sessions WHERE namespace=? AND user_id=? AND session_id=?",
+            (tenant.namespace, tenant.user_id, session_id),
+        ).fetchone()
+        if row:
+            return int(row[0])
+        cur = c.execute(
+            "INSERT INTO sessions (namespace, user_id, session_id, scope) VALUES (?,?,?,?)",
+            (tenant.namespace, tenant.user_id, session_id, token),
+        )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def _refresh_session(self, c: sqlite3.Connection, skey: int) -> None:
+        """Recompute a session's span and lexical document from its episodes."""
+        n, first, last = c.execute(
+            "SELECT COUNT(*), MIN(event_time), MAX(event_time) FROM episodes WHERE session_key=?", (skey,)
+        ).fetchone()
+        if n == 0:
+            c.execute("DELETE FROM sessions WHERE key=?", (skey,))
+            return
+        doc = "\n".join(r[0] for r in c.execute(
+            "SELECT content FROM episodes WHERE session_key=? ORDER BY position", (skey,)))
+        c.execute("UPDATE sessions SET n_episodes=?, first_time=?, last_time=?, doc=? WHERE key=?",
+                  (n, first, last, doc, skey))
+
+    def delete_episodes(self, tenant: Tenant, episode_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(episode_ids))
+        if not ids:
+            return 0
+        with self._translate("delete"), self._write() as c:
+            found: list[tuple[int, int]] = []
+            for chunk in _chunks(ids):
+                found += c.execute(
+                    f"SELECT key, session_key FROM episodes WHERE namespace=? AND user_id=? "
+                    f"AND id IN ({','.join('?' * len(chunk))})",
+                    (tenant.namespace, tenant.user_id, *chunk),
+                ).fetchall()
+            self._delete_keys(c, [k for k, _ in found])
+            for skey in {s for _, s in found}:
+                self._refresh_session(c, skey)
+            if found:
+                self._bump(c, tenant)
+        if found:
+            self._scrub()
+        return len(found)
+
+    def delete_session(self, tenant: Tenant, session_id: str) -> int:
+        with self._read() as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT e.id FROM episodes e JOIN sessions s ON s.key = e.session_key "
+                "WHERE s.namespace=? AND s.user_id=? AND s.session_id=?",
+                (tenant.namespace, tenant.user_id, session_id))]
+        return self.delete_episodes(tenant, ids)
+
+    def _delete_keys(self, c: sqlite3.Connection, keys: list[int]) -> None:
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            c.execute(f"DELETE FROM embeddings WHERE episode_key IN ({marks})", chunk)
+            c.execute(f"DELETE FROM note_sources WHERE episode_key IN ({marks})", chunk)
+            c.execute(f"DELETE FROM episodes WHERE key IN ({marks})", chunk)
+
+    def erase_tenant(self, tenant: Tenant) -> int:
+        key = (tenant.namespace, tenant.user_id)
+        with self._translate("erase"), self._write() as c:
+            n = c.execute("SELECT COUNT(*) FROM episodes WHERE namespace=? AND user_id=?", key).fetchone()[0]
+            c.execute("DELETE FROM embeddings WHERE episode_key IN "
+                      "(SELECT key FROM episodes WHERE namespace=? AND user_id=?)", key)
+            c.execute("DELETE FROM notes WHERE namespace=? AND user_id=?", key)
+            c.execute("DELETE FROM episodes WHERE namespace=? AND user_id=?", key)
+            c.execute("DELETE FROM sessions WHERE namespace=? AND user_id=?", key)
+            c.execute("DELETE FROM tenants WHERE namespace=? AND user_id=?", key)
+        self._scrub()
+        return int(n)
+
+    def _scrub(self) -> None:
+        """Make deleted text unrecoverable from the files: merge FTS5 segments (a delete
+        only adds a tombstone until then), then checkpoint and truncate the WAL, whose
+        frames still hold old page images. secure_delete zeroes the freed pages."""
+        with self._translate("scrub"), self._write() as c:
+            c.execute("INSERT INTO episodes_fts(episodes_fts) VALUES ('optimize')")
+            c.execute("INSERT INTO sessions_fts(sessions_fts) VALUES ('optimize')")
+        with self._lock, self._translate("checkpoint"):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- reads -------------------------------------------------------------------
+    def revision(self, tenant: Tenant) -> int:
+        with self._read() as c:
+            row = c.execute("SELECT revision FROM tenants WHERE namespace=? AND user_id=?",
+                            (tenant.namespace, tenant.user_id)).fetchone()
+        return int(row[0]) if row else 0
+
+    def get_episode(self, tenant: Tenant, episode_id: str) -> Episode | None:
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT {_EP_COLS} FROM episodes e JOIN sessions s ON s.key = e.session_key "
+                "WHERE e.id=? AND e.namespace=? AND e.user_id=?",
+                (episode_id, tenant.namespace, tenant.user_id),
+            ).fetchone()
+        return _episode(row) if row else None
+
+    def episodes_by_keys(self, tenant: Tenant, keys: Sequence[int]) -> dict[int, Episode]:
+        out: dict[int, Episode] = {}
+        with self._read() as c:
+            for chunk in _chunks([int(k) for k in keys]):
+                for row in c.execute(
+                    f"SELECT {_EP_COLS} FROM episodes e JOIN sessions s ON s.key = e.session_key "
+                    f"WHERE e.namespace=? AND e.user_id=? AND e.key IN ({','.join('?' * len(chunk))})",
+                    (tenant.namespace, tenant.user_id, *chunk),
+                ):
+                    out[int(row[0])] = _episode(row)
+        return out
+
+    def list_episodes(
+        self, tenant: Tenant, *, session_id: str | None = None, start: datetime | None = None,
+        end: datetime | None = None, limit: int = 100, offset: int = 0,
+    ) -> list[Episode]:
+        where = ["e.namespace=?", "e.user_id=?"]
+        args: list[Any] = [tenant.namespace, tenant.user_id]
+        if session_id is not None:
+            where.append("s.session_id=?")
+            args.append(session_id)
+        if start is not None:
+            where.append("e.event_time>=?")
+            args.append(to_micros(start))
+        if end is not None:
+            where.append("e.event_time<?")
+            args.append(to_micros(end))
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_EP_COLS} FROM episodes e JOIN sessions s ON s.key = e.session_key "
+                f"WHERE {' AND '.join(where)} ORDER BY e.event_time, e.session_key, e.position "
+                "LIMIT ? OFFSET ?",
+                (*args, int(limit), int(offset)),
+            ).fetchall()
+        return [_episode(r) for r in rows]
+
+    def list_sessions(self, tenant: Tenant) -> list[SessionInfo]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT session_id, n_episodes, first_time, last_time FROM sessions "
+                "WHERE namespace=? AND user_id=? ORDER BY first_time, key",
+                (tenant.namespace, tenant.user_id),
+            ).fetchall()
+        return [SessionInfo(r[0], tenant.namespace, tenant.user_id, r[1], from_micros(r[2]), from_micros(r[3]))
+                for r in rows]
+
+    def neighbours(self, tenant: Tenant, episode_id: str, *, radius: int = 1) -> list[Episode]:
+        base = f"SELECT {_EP_COLS} FROM episodes e JOIN sessions s ON s.key = e.session_key "
+        with self._read() as c:
+            row = c.execute("SELECT session_key, position FROM episodes WHERE id=? AND namespace=? AND user_id=?",
+                            (episode_id, tenant.namespace, tenant.user_id)).fetchone()
+            if row is None:
+                return []
+            before = c.execute(base + "WHERE e.session_key=? AND e.position<? ORDER BY e.position DESC LIMIT ?",
+                               (row[0], row[1], radius)).fetchall()
+            rest = c.execute(base + "WHERE e.session_key=? AND e.position>=? ORDER BY e.position LIMIT ?",
+                             (row[0], row[1], radius + 1)).fetchall()
+        return [_episode(r) for r in [*reversed(before), *rest]]
+
+    def lexical_turns(
+        self, tenant: Tenant, terms: Sequence[str], *, limit: int,
+        start: datetime | None = None, end: datetime | None = None,
+    ) -> list[tuple[int, float]]:
+        match = _match_expr(tenant, terms, "content")
+        if match is None:
+            return []
+        where, args = "", []
+        if start is not None:
+            where += " AND e.event_time >= ?"
+            args.append(to_micros(start))
+        if end is not None:
+            where += " AND e.event_time < ?"
+            args.append(to_micros(end))
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT f.rowid, bm25(episodes_fts, 1.0, 0.0) AS score FROM episodes_fts f "
+                "JOIN episodes e ON e.key = f.rowid "
+                f"WHERE episodes_fts MATCH ? AND e.namespace=? AND e.user_id=?{where} "
+                "ORDER BY score LIMIT ?",
+                (match, tenant.namespace, tenant.user_id, *args, int(limit)),
+            ).fetchall()
+        return [(int(k), -float(s)) for k, s in rows]  # FTS5 bm25 is negative: lower is better
+
+    def lexical_sessions(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
+        match = _match_expr(tenant, terms, "doc")
+        if match is None:
+            return []
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT f.rowid, bm25(sessions_fts, 1.0, 0.0) AS score FROM sessions_fts f "
+                "JOIN sessions s ON s.key = f.rowid "
+                "WHERE sessions_fts MATCH ? AND s.namespace=? AND s.user_id=? ORDER BY score LIMIT ?",
+                (match, tenant.namespace, tenant.user_id, int(limit)),
+            ).fetchall()
+        return [(int(k), -float(s)) for k, s in rows]
+
+    def snapshot(self, tenant: Tenant, model_id: str | None) -> Snapshot:
+        with self._read() as c:
+            c.execute("BEGIN")  # one consistent read of revision + rows
+            try:
+                row = c.execute("SELECT revision FROM tenants WHERE namespace=? AND user_id=?",
+                                (tenant.namespace, tenant.user_id)).fetchone()
+                revision = int(row[0]) if row else 0
+                rows = c.execute(
+                    "SELECT e.key, e.session_key, e.position, e.event_time, e.role, e.speaker, "
+                    "m.vec FROM episodes e LEFT JOIN embeddings m ON m.episode_key = e.key AND m.model_id IS ? "
+                    "WHERE e.namespace=? AND e.user_id=? ORDER BY e.session_key, e.position",
+                    (model_id, tenant.namespace, tenant.user_id),
+                ).fetchall()
+                sessions = dict(c.execute("SELECT key, session_id FROM sessions WHERE namespace=? AND user_id=?",
+                                          (tenant.namespace, tenant.user_id)).fetchall())
+            finally:
+                c.execute("COMMIT")
+        vec_rows = [i for i, r in enumerate(rows) if r[6] is not None]
+        if vec_rows:
+            blob = b"".join(rows[i][6] for i in vec_rows)
+            vectors = np.frombuffer(blob, dtype=np.float16).reshape(len(vec_rows), -1).astype(np.float32)
+        else:
+            vectors = np.zeros((0, 0), dtype=np.float32)
+        return Snapshot(
+            revision=revision,
+            keys=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            session_keys=np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+            positions=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
+            times=np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
+            roles=tuple(r[4] for r in rows),
+            speakers=tuple(r[5] for r in rows),
+            session_ids={int(k): v for k, v in sessions.items()},
+            vectors=vectors,
+            vector_rows=np.asarray(vec_rows, dtype=np.int64),
+        )
+
+    def export_rows(
+        self, tenant: Tenant | None, namespace: str | None = None
+    ) -> Iterator[tuple[Episode, np.ndarray | None, str | None]]:
+        tenants = [tenant] if tenant is not None else self.tenants(namespace)
+        for t in tenants:
+            with self._read() as c:
+                rows = c.execute(
+                    f"SELECT {_EP_COLS}, m.vec, m.model_id FROM episodes e "
+                    "JOIN sessions s ON s.key = e.session_key "
+                    "LEFT JOIN embeddings m ON m.episode_key = e.key "
+                    "WHERE e.namespace=? AND e.user_id=? ORDER BY e.session_key, e.position",
+                    (t.namespace, t.user_id),
+                ).fetchall()
+            for row in rows:
+                vec = None if row[13] is None else np.frombuffer(row[13], dtype=np.float16).copy()
+                yield _episode(row), vec, row[14]
+
+    def tenants(self, namespace: str | None = None) -> list[Tenant]:
+        with self._read() as c:
+            if namespace is None:
+                rows = c.execute("SELECT namespace, user_id FROM tenants ORDER BY namespace, user_id").fetchall()
+            else:
+                rows = c.execute("SELECT namespace, user_id FROM tenants WHERE namespace=? ORDER BY user_id",
+                                 (namespace,)).fetchall()
+        return [Tenant(*r) for r in rows]
+
+    def stats(self, tenant: Tenant | None, namespace: str | None = None) -> Stats:
+        where, args = "1=1", []
+        if tenant is not None:
+            where, args = "namespace=? AND user_id=?", [tenant.namespace, tenant.user_id]
+        elif namespace is not None:
+            where, args = "namespace=?", [namespace]
+        with self._read() as c:
+            users = c.execute(f"SELECT COUNT(*) FROM tenants WHERE {where}", args).fetchone()[0]
+            sessions = c.execute(f"SELECT COUNT(*) FROM sessions WHERE {where}", args).fetchone()[0]
+            n, first, last = c.execute(
+                f"SELECT COUNT(*), MIN(event_time), MAX(event_time) FROM episodes WHERE {where}", args
+            ).fetchone()
+            embedded = c.execute(
+                f"SELECT COUNT(*) FROM embeddings WHERE episode_key IN (SELECT key FROM episodes WHERE {where})",
+                args,
+            ).fetchone()[0]
+        size = None
+        if self.path != ":memory:":
+            size = sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        return Stats(
+            namespace=tenant.namespace if tenant else namespace, user_id=tenant.user_id if tenant else None,
+            users=users, sessions=sessions, episodes=n, embedded_episodes=embedded,
+            first_time=from_micros(first) if first is not None else None,
+            last_time=from_micros(last) if last is not None else None, store_bytes=size,
+        )
+
+    def integrity_check(self) -> str:
+        with self._read() as c:
+            return str(c.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _episode(row: Sequence[Any]) -> Episode:
+    return Episode(
+        id=row[1], namespace=row[2], user_id=row[3], agent_id=row[4], session_id=row[5],
+        position=row[6], role=row[7], speaker=row[8], content=row[9],
+        event_time=from_micros(row[10]), ingest_time=from_micros(row[11]), metadata=json.loads(row[12]),
+    )
+
+
+def _match_expr(tenant: Tenant, terms: Sequence[str], column: str) -> str | None:
+    """FTS5 query: the tenant's scope token AND any of the terms (each quoted, so no
+    user text is ever parsed as FTS5 syntax)."""
+    quoted = [f'"{t.replace(chr(34), chr(34) * 2)}"' for t in terms if t.strip()]
+    if not quoted:
+        return None
+    return f'scope : "{scope_token(tenant)}" AND {column} : ({" OR ".join(quoted)})'
+
+
+def _chunks(items: list[Any], size: int = _SQL_VAR_CHUNK) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping CREATE TRIGGER ... END; whole."""
+    statements, buf = [], []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        joined = "\n".join(buf).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            buf = []
+    if "".join(buf).strip():
+        statements.append("\n".join(buf))
+    return statements
