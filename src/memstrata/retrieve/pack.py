@@ -29,6 +29,14 @@ def _truncate(text: str, max_tokens: int) -> str:
     return text[: matches[max_tokens - 1].end()] + " …"
 
 
+def _header(ep: Episode) -> str:
+    return f"## Session {ep.session_id} — {fmt_time(ep.event_time)}"
+
+
+def _header_cost(ep: Episode) -> int:
+    return count_tokens(_header(ep)) + 2  # plus the gap marker a new block may need
+
+
 def _line(ep: Episode, text: str) -> str:
     return f"[{fmt_time(ep.event_time)}] {ep.author}: {text}"
 
@@ -56,22 +64,26 @@ def pack(
         for member in group:
             if member.id in chosen:
                 continue
-            cost = count_tokens(_line(member, member.content)) + 1
-            if member.session_id not in sessions_seen:
-                cost += 12  # the session header line
+            header = 0 if member.session_id in sessions_seen else _header_cost(member)
             text = member.content
+            cost = count_tokens(_line(member, text)) + 1 + header
             if cost > budget:
                 if member is not ep or budget < 40:
                     continue
-                text = _truncate(member.content, budget - 25)
-                cost = count_tokens(_line(member, text)) + 1 + (12 if member.session_id not in sessions_seen else 0)
+                text = _truncate(member.content, budget - header - 20)
+                cost = count_tokens(_line(member, text)) + 1 + header
             chosen[member.id] = (member, text)
             sessions_seen.add(member.session_id)
             budget -= cost
             added = True
         if added:
             used_hits.append(hit)
-    text = render(list(chosen.values()))
+    items = list(chosen.values())
+    text = render(items)
+    while items and count_tokens(text) > max_tokens:  # estimates above are close; this makes the bound exact
+        items.pop()
+        text = render(items)
+    chosen = {e.id: (e, t) for e, t in items}
     return Context(
         text=text,
         episode_ids=tuple(e.id for e, _ in sorted(chosen.values(), key=lambda p: (p[0].event_time, p[0].position))),
@@ -89,7 +101,7 @@ def render(items: Sequence[tuple[Episode, str]]) -> str:
     blocks = []
     for session_id, members in sorted(by_session.items(), key=lambda kv: min(e.event_time for e, _ in kv[1])):
         members.sort(key=lambda p: p[0].position)
-        lines = [f"## Session {session_id} — {fmt_time(members[0][0].event_time)}"]
+        lines = [_header(members[0][0])]
         last_pos = None
         for ep, text in members:
             if last_pos is not None and ep.position > last_pos + 1:

@@ -1,0 +1,362 @@
+"""``memstrata`` command line: a thin adapter over ``Memory`` (parse, call, print).
+
+Errors from memstrata print one line to stderr and exit non-zero: 2 for bad input,
+1 for anything else. ``--json`` prints machine-readable output on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .config import EmbedConfig, MemoryConfig, RetrievalConfig
+from .errors import InvalidFileError, InvalidInputError, MemstrataError
+from .memory import Memory, default_path
+from .timeutil import fmt_time
+
+app = typer.Typer(help="memstrata: long-term memory for LLM agents.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Benchmarks: retrieval quality and speed on public datasets.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+DbOpt = typer.Option(None, "--db", envvar="MEMSTRATA_PATH", help="SQLite file (default: user data dir).")
+NsOpt = typer.Option(None, "--namespace", "-n", envvar="MEMSTRATA_NAMESPACE", help="Tenant namespace.")
+UserOpt = typer.Option(..., "--user", "-u", help="User id the records belong to.")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for machines.")
+NoEmbedOpt = typer.Option(False, "--no-embed", help="Lexical only: do not load the embedding model.")
+
+
+def _to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _to_jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_to_jsonable(value), ensure_ascii=False, indent=None) + "\n")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except InvalidInputError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    except MemstrataError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        raise typer.Exit(1) from None
+
+
+def _memory(db: Optional[Path], namespace: Optional[str], no_embed: bool = False, variant: Optional[str] = None) -> Memory:
+    config = MemoryConfig.from_env()
+    if namespace:
+        config = replace(config, namespace=namespace)
+    if no_embed:
+        config = replace(config, embed=replace(config.embed, enabled=False))
+    if variant:
+        config = replace(config, retrieval=RetrievalConfig.preset(variant))
+    return Memory(db if db is not None else default_path(), config=config)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+
+
+@app.command()
+def add(
+    text: str = typer.Argument(..., help="The text to remember (one user turn)."),
+    user: str = UserOpt,
+    role: str = typer.Option("user", help="user, assistant, system, tool or event."),
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (default: a new session)."),
+    timestamp: Optional[str] = typer.Option(None, "--time", "-t", help="Event time, ISO 8601 (default: now)."),
+    speaker: Optional[str] = typer.Option(None, help="Speaker name."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Remember one turn."""
+    with _errors(), _memory(db, namespace, no_embed) as mem:
+        message: dict[str, Any] = {"role": role, "content": text}
+        if speaker:
+            message["name"] = speaker
+        eps = mem.add([message], user_id=user, session_id=session, timestamp=timestamp)
+        if as_json:
+            _print_json(eps)
+        else:
+            for ep in eps:
+                out.print(f"stored {ep.id} in session {ep.session_id} at {fmt_time(ep.event_time)}")
+
+
+@app.command()
+def ingest(
+    path: Path = typer.Argument(..., help="JSON (a conversation or a list) or JSONL (one conversation a line)."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="User id for conversations that name none."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Ingest conversations from a file. Each conversation is
+    {"user_id"?, "session_id"?, "timestamp"?, "messages": [{"role", "content", "name"?, "timestamp"?}]}.
+    The whole file is checked before anything is stored."""
+    with _errors():
+        conversations = _read_conversations(path, user)
+        with _memory(db, namespace, no_embed) as mem, _progress() as bar:
+            task = bar.add_task("ingesting", total=len(conversations))
+            turns = 0
+            for conv in conversations:
+                turns += len(mem.add(conv["messages"], user_id=conv["user_id"], session_id=conv.get("session_id"),
+                                     timestamp=conv.get("timestamp"), metadata=conv.get("metadata")))
+                bar.advance(task)
+        result = {"conversations": len(conversations), "episodes": turns}
+        _print_json(result) if as_json else out.print(f"ingested {turns} turns from {len(conversations)} conversations")
+
+
+def _read_conversations(path: Path, default_user: Optional[str]) -> list[dict[str, Any]]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidFileError(f"cannot read {path}: {exc}") from exc
+    items: list[Any]
+    try:
+        if path.suffix == ".jsonl":
+            items = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        else:
+            data = json.loads(raw)
+            items = data if isinstance(data, list) else [data]
+    except json.JSONDecodeError as exc:
+        raise InvalidFileError(f"{path} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    out_items = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("messages"), list):
+            raise InvalidFileError(f"{path}: conversation {i} must be an object with a 'messages' list")
+        user_id = item.get("user_id", default_user)
+        if user_id is None:
+            raise InvalidFileError(f"{path}: conversation {i} has no user_id and no --user was given")
+        out_items.append({**item, "user_id": user_id})
+    if not out_items:
+        raise InvalidFileError(f"{path} holds no conversations")
+    return out_items
+
+
+def _hits_table(hits: list[Any], title: str) -> Table:
+    table = Table(title=title, show_lines=False, expand=True)
+    for col, kw in (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("date", {}),
+                    ("session", {}), ("speaker", {}), ("text", {"ratio": 1})):
+        table.add_column(col, **kw)
+    for i, h in enumerate(hits, 1):
+        text = h.text if len(h.text) < 300 else h.text[:297] + "..."
+        table.add_row(str(i), f"{h.score:.4f}", fmt_time(h.event_time), h.session_id, h.speaker, text)
+    return table
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(...), user: str = UserOpt, k: int = typer.Option(10, "-k"),
+    unit: str = typer.Option("turn", help="turn, round or session."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Ask as of this time (default: now)."),
+    start: Optional[str] = typer.Option(None, help="Only events at or after this time."),
+    end: Optional[str] = typer.Option(None, help="Only events before this time."),
+    variant: Optional[str] = typer.Option(None, help="Retrieval preset, e.g. hybrid, bm25, dense."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Find the memories that best match a query."""
+    with _errors(), _memory(db, namespace, no_embed, variant) as mem:
+        hits = mem.search(query, user_id=user, k=k, unit=unit, as_of=as_of, start=start, end=end)  # type: ignore[arg-type]
+        _print_json(hits) if as_json else out.print(_hits_table(hits, f"{len(hits)} hits for {query!r}"))
+
+
+@app.command()
+def context(
+    query: str = typer.Argument(...), user: str = UserOpt,
+    max_tokens: int = typer.Option(2000, "--max-tokens"),
+    as_of: Optional[str] = typer.Option(None, "--as-of"),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Print a prompt-ready context for a query."""
+    with _errors(), _memory(db, namespace, no_embed) as mem:
+        ctx = mem.context(query, user_id=user, max_tokens=max_tokens, as_of=as_of)
+        if as_json:
+            _print_json({"text": ctx.text, "n_tokens": ctx.n_tokens, "episode_ids": ctx.episode_ids})
+        else:
+            out.print(ctx.text, markup=False)
+
+
+@app.command("list")
+def list_(
+    user: str = UserOpt, session: Optional[str] = typer.Option(None, "--session", "-s"),
+    limit: int = typer.Option(50), offset: int = typer.Option(0),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """List a user's episodes in time order."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        eps = mem.list(user_id=user, session_id=session, limit=limit, offset=offset)
+        if as_json:
+            _print_json(eps)
+            return
+        table = Table(expand=True)
+        for col in ("id", "date", "session", "speaker", "content"):
+            table.add_column(col, ratio=1 if col == "content" else None)
+        for ep in eps:
+            table.add_row(ep.id, fmt_time(ep.event_time), ep.session_id, ep.author, ep.content[:200])
+        out.print(table)
+
+
+@app.command()
+def delete(
+    episode_ids: list[str] = typer.Argument(..., help="Episode ids to delete."), user: str = UserOpt,
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Delete episodes (and everything derived from them)."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        n = mem.delete(episode_ids[0] if len(episode_ids) == 1 else episode_ids, user_id=user)
+        _print_json({"deleted": n}) if as_json else out.print(f"deleted {n} episode(s)")
+
+
+@app.command()
+def erase(
+    user: str = UserOpt, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Erase everything stored for a user, scrubbed from the store files."""
+    if not yes and not typer.confirm(f"Erase all memories of user {user!r}?"):
+        raise typer.Exit(1)
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        n = mem.erase(user_id=user)
+        _print_json({"erased": n}) if as_json else out.print(f"erased {n} episode(s) of {user}")
+
+
+@app.command()
+def export(
+    path: Path = typer.Argument(...), user: Optional[str] = typer.Option(None, "--user", "-u", help="One user (default: all)."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Export episodes and embeddings as JSON Lines (lossless)."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        n = mem.export(path, user_id=user)
+        _print_json({"exported": n, "path": str(path)}) if as_json else out.print(f"exported {n} episode(s) to {path}")
+
+
+@app.command("import")
+def import_(
+    path: Path = typer.Argument(...),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Import a file written by export (validated whole before anything is stored)."""
+    with _errors(), _memory(db, namespace, no_embed) as mem:
+        n = mem.import_(path)
+        _print_json({"imported": n}) if as_json else out.print(f"imported {n} episode(s)")
+
+
+@app.command()
+def stats(
+    user: Optional[str] = typer.Option(None, "--user", "-u"),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Counts for a user or the whole namespace."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        s = mem.stats(user_id=user)
+        if as_json:
+            _print_json(s)
+        else:
+            for key, value in _to_jsonable(s).items():
+                out.print(f"{key:>18}: {value}")
+
+
+@app.command()
+def demo(
+    db: Optional[Path] = typer.Option(None, "--db", help="Keep the demo memory in this file (default: a temp file)."),
+    no_embed: bool = NoEmbedOpt,
+) -> None:
+    """Ingest a small multi-session conversation and answer a few questions."""
+    from .demo import run_demo
+
+    with _errors():
+        run_demo(out, db, embed=not no_embed, table=_hits_table)
+
+
+def _bench_run(runner: Callable[..., dict[str, Any]], path: Path, limit: Optional[int], variant: Optional[str],
+               as_json: bool, out_file: Optional[Path], no_embed: bool, embed_roles: Optional[str],
+               precision: str) -> None:
+    embed = EmbedConfig(enabled=not no_embed, precision=precision,  # type: ignore[arg-type]
+                        roles=tuple(embed_roles.split(",")) if embed_roles else None)
+    with _errors(), _progress() as bar:
+        task = bar.add_task(f"{path.name}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = runner(path, limit=limit, variants=variant, embed=embed, progress=progress)
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        _print_summary(result)
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    rows = result.get("variants") or {result["variant"]: result}
+    keys = [k for k in next(iter(rows.values())) if isinstance(next(iter(rows.values()))[k], float)]
+    table = Table(title=f"{result['benchmark']} (n={result['n']})")
+    table.add_column("variant")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for name, row in rows.items():
+        table.add_row(name, *(f"{row[k]:.4f}" for k in keys))
+    out.print(table)
+    for k in ("ingest_turns_per_s", "search_ms_p50", "search_ms_p95", "elapsed_s"):
+        out.print(f"{k}: {result.get(k)}")
+
+
+_BenchPath = typer.Argument(..., help="Benchmark file (.json or .json.gz).")
+_Limit = typer.Option(None, "--limit", help="Only the first N questions.")
+_Variant = typer.Option(None, "--variant", help="Retrieval preset(s), ';'-separated; the first is primary.")
+_Out = typer.Option(None, "--out", help="Also write the JSON result to this file.")
+_Roles = typer.Option(None, "--embed-roles", help="Only embed turns of these roles, e.g. 'user'.")
+_Precision = typer.Option("int8", "--precision", help="Embedding model precision: int8 or fp32.")
+
+
+@bench_app.command("longmemeval")
+def bench_longmemeval(path: Path = _BenchPath, limit: Optional[int] = _Limit, variant: Optional[str] = _Variant,
+                      as_json: bool = JsonOpt, out_file: Optional[Path] = _Out, no_embed: bool = NoEmbedOpt,
+                      embed_roles: Optional[str] = _Roles, precision: str = _Precision) -> None:
+    """LongMemEval_S: session and turn retrieval, each question its own memory."""
+    from .bench import longmemeval
+
+    _bench_run(longmemeval.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision)
+
+
+@bench_app.command("locomo")
+def bench_locomo(path: Path = _BenchPath, limit: Optional[int] = _Limit, variant: Optional[str] = _Variant,
+                 as_json: bool = JsonOpt, out_file: Optional[Path] = _Out, no_embed: bool = NoEmbedOpt,
+                 embed_roles: Optional[str] = _Roles, precision: str = _Precision) -> None:
+    """LoCoMo: evidence-turn recall and answer-in-context, each conversation its own memory."""
+    from .bench import locomo
+
+    _bench_run(locomo.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memstrata import Memory, MemoryConfig
+from memstrata.config import EmbedConfig
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "memory.db"
+
+
+@pytest.fixture
+def lexical_memory(db_path: Path) -> Iterator[Memory]:
+    """A real SQLite-backed Memory without the embedding model (fast)."""
+    with Memory(db_path, config=MemoryConfig(embed=EmbedConfig(enabled=False))) as mem:
+        yield mem
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from memstrata.providers.embed import default_embedder
+
+    return default_embedder()
+
+
+@pytest.fixture
+def memory(db_path: Path, embedder) -> Iterator[Memory]:  # type: ignore[no-untyped-def]
+    """A real SQLite-backed Memory with the bundled embedding model."""
+    with Memory(db_path, config=MemoryConfig(), embedder=embedder) as mem:
+        yield mem
+
+
+CONVERSATION = [
+    {"role": "user", "content": "I adopted a border collie puppy and named her Pepper."},
+    {"role": "assistant", "content": "Pepper is a lovely name for a border collie!"},
+    {"role": "user", "content": "I moved to Lisbon last spring for a job at a bakery."},
+    {"role": "assistant", "content": "Lisbon has wonderful pastry shops."},
+]

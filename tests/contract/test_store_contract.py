@@ -1,0 +1,203 @@
+"""The Store contract: every backend must pass these (one fixture, parametrized).
+
+Only SQLite exists today; a new backend is added to STORES and must pass unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memstrata.errors import StoreError
+from memstrata.store import EpisodeDraft, SQLiteStore, Store, Tenant
+
+UTC = timezone.utc
+T0 = datetime(2024, 1, 1, 12, tzinfo=UTC)
+A = Tenant("ns", "alice")
+B = Tenant("ns", "bob")
+A_OTHER_NS = Tenant("other", "alice")
+
+STORES = ["sqlite"]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s: Store = SQLiteStore(tmp_path / "contract.db")
+    yield s
+    s.close()
+
+
+def draft(content: str, *, session: str = "s1", minutes: int = 0, role: str = "user",
+          id: str | None = None, position: int | None = None) -> EpisodeDraft:
+    import uuid
+
+    return EpisodeDraft(id=id or uuid.uuid4().hex, session_id=session, role=role, content=content,
+                        event_time=T0 + timedelta(minutes=minutes), ingest_time=T0, position=position)
+
+
+def test_add_then_get_round_trips_every_field(store: Store) -> None:
+    d = EpisodeDraft(id="e1", session_id="s1", role="assistant", content="héllo wörld ✓", event_time=T0,
+                     ingest_time=T0 + timedelta(seconds=1), speaker="Bot", agent_id="agent-7",
+                     metadata={"k": [1, 2, {"x": None}]})
+    store.add_episodes(A, [d])
+    ep = store.get_episode(A, "e1")
+    assert ep is not None
+    assert (ep.content, ep.role, ep.speaker, ep.agent_id, ep.session_id) == ("héllo wörld ✓", "assistant", "Bot", "agent-7", "s1")
+    assert ep.event_time == T0 and ep.ingest_time == T0 + timedelta(seconds=1)
+    assert ep.metadata == {"k": [1, 2, {"x": None}]}
+    assert ep.position == 0
+
+
+def test_positions_append_within_a_session_across_calls(store: Store) -> None:
+    store.add_episodes(A, [draft("one"), draft("two")])
+    store.add_episodes(A, [draft("three")])
+    store.add_episodes(A, [draft("other", session="s2")])
+    eps = store.list_episodes(A, session_id="s1")
+    assert [(e.content, e.position) for e in eps] == [("one", 0), ("two", 1), ("three", 2)]
+    sessions = {s.session_id: s.n_episodes for s in store.list_sessions(A)}
+    assert sessions == {"s1": 3, "s2": 1}
+
+
+def test_failed_add_stores_nothing(store: Store) -> None:
+    store.add_episodes(A, [draft("kept", id="dup")])
+    before = store.revision(A)
+    with pytest.raises(StoreError):
+        store.add_episodes(A, [draft("new one"), draft("clash", id="dup")])
+    assert [e.content for e in store.list_episodes(A)] == ["kept"]
+    assert store.lexical_turns(A, ["new"], limit=10) == []
+    assert store.revision(A) == before
+
+
+def test_tenants_never_see_each_other(store: Store) -> None:
+    a = store.add_episodes(A, [draft("alpha secret pineapple")])[0]
+    store.add_episodes(B, [draft("bravo secret pineapple")])
+    store.add_episodes(A_OTHER_NS, [draft("charlie secret pineapple")])
+    assert store.get_episode(B, a.id) is None
+    assert store.get_episode(A_OTHER_NS, a.id) is None
+    for tenant, word in ((A, "alpha"), (B, "bravo"), (A_OTHER_NS, "charlie")):
+        hits = store.lexical_turns(tenant, ["pineapple"], limit=10)
+        assert len(hits) == 1
+        found = store.episodes_by_keys(tenant, [k for k, _ in hits])
+        assert [e.content.split()[0] for e in found.values()] == [word]
+        assert [e.content.split()[0] for e in store.list_episodes(tenant)] == [word]
+        assert len(store.lexical_sessions(tenant, ["pineapple"], limit=10)) == 1
+        assert store.snapshot(tenant, None).size == 1
+        assert [e.content.split()[0] for e, _, _ in store.export_rows(tenant)] == [word]
+        assert store.stats(tenant).episodes == 1
+    # keys of another tenant resolve to nothing
+    b_keys = [k for k, _ in store.lexical_turns(B, ["pineapple"], limit=10)]
+    assert store.episodes_by_keys(A, b_keys) == {}
+    # deleting another tenant's id is a no-op
+    assert store.delete_episodes(B, [a.id]) == 0
+    assert store.get_episode(A, a.id) is not None
+    assert store.neighbours(B, a.id) == []
+
+
+def test_delete_removes_from_every_index(store: Store) -> None:
+    vecs = np.eye(2, 8, dtype=np.float32)
+    eps = store.add_episodes(A, [draft("apple pie recipe"), draft("banana bread recipe")], vecs, "m1")
+    rev = store.revision(A)
+    assert store.delete_episodes(A, [eps[0].id]) == 1
+    assert store.revision(A) != rev
+    assert store.get_episode(A, eps[0].id) is None
+    assert store.lexical_turns(A, ["apple"], limit=10) == []
+    assert [k for k, _ in store.lexical_sessions(A, ["apple"], limit=10)] == []
+    snap = store.snapshot(A, "m1")
+    assert snap.size == 1 and snap.vectors.shape == (1, 8)
+    assert store.stats(A).embedded_episodes == 1
+
+
+def test_erase_removes_the_tenant_only(store: Store) -> None:
+    store.add_episodes(A, [draft("apple"), draft("pear", session="s2")], np.ones((2, 4), np.float32), "m")
+    store.add_episodes(B, [draft("apple")])
+    assert store.erase_tenant(A) == 2
+    assert store.list_episodes(A) == [] and store.list_sessions(A) == []
+    assert store.stats(A).episodes == 0 and store.tenants("ns") == [B]
+    assert len(store.lexical_turns(B, ["apple"], limit=5)) == 1
+
+
+def test_vectors_round_trip_as_float16(store: Store) -> None:
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(3, 16)).astype(np.float32)
+    vecs[1] = np.nan  # no vector for this one
+    store.add_episodes(A, [draft("a"), draft("b"), draft("c")], vecs, "model-x")
+    snap = store.snapshot(A, "model-x")
+    assert snap.vectors.shape == (2, 16)
+    assert list(snap.vector_rows) == [0, 2]
+    np.testing.assert_allclose(snap.vectors, vecs[[0, 2]], rtol=1e-3, atol=1e-3)
+    assert store.snapshot(A, "another-model").vectors.shape[0] == 0
+
+
+def test_lexical_time_bounds_and_ranking(store: Store) -> None:
+    store.add_episodes(A, [draft("red apple", minutes=0), draft("red apple red apple orchard", minutes=60),
+                           draft("green pear", minutes=120)])
+    all_hits = store.lexical_turns(A, ["apple", "orchard"], limit=10)
+    assert len(all_hits) == 2 and all_hits[0][1] >= all_hits[1][1]
+    late = store.lexical_turns(A, ["apple"], limit=10, start=T0 + timedelta(minutes=30))
+    assert len(late) == 1
+    early = store.lexical_turns(A, ["apple"], limit=10, end=T0 + timedelta(minutes=30))
+    assert len(early) == 1 and early[0][0] != late[0][0]
+
+
+def test_query_terms_are_never_parsed_as_syntax(store: Store) -> None:
+    store.add_episodes(A, [draft('he said "NEAR" AND OR NOT * ( ) : ^')])
+    for terms in (['"'], ["AND"], ["*"], ["NEAR(", ")"], ["a:b"], ['"x" OR "y'], ["^"]):
+        store.lexical_turns(A, terms, limit=5)  # must not raise
+    assert len(store.lexical_turns(A, ["NEAR"], limit=5)) == 1
+
+
+def test_neighbours_follow_positions(store: Store) -> None:
+    eps = store.add_episodes(A, [draft(f"turn {i}") for i in range(5)])
+    assert [e.content for e in store.neighbours(A, eps[2].id, radius=1)] == ["turn 1", "turn 2", "turn 3"]
+    assert [e.content for e in store.neighbours(A, eps[0].id, radius=1)] == ["turn 0", "turn 1"]
+
+
+def test_revision_changes_on_every_write(store: Store) -> None:
+    r0 = store.revision(A)
+    eps = store.add_episodes(A, [draft("x")])
+    r1 = store.revision(A)
+    store.delete_episodes(A, [eps[0].id])
+    r2 = store.revision(A)
+    assert len({r0, r1, r2}) == 3
+
+
+def test_explicit_positions_are_kept(store: Store) -> None:
+    store.add_episodes(A, [draft("b", position=5), draft("a", position=2)])
+    assert [(e.content, e.position) for e in store.list_episodes(A)] == [("a", 2), ("b", 5)]
+    store.add_episodes(A, [draft("c")])
+    assert store.list_episodes(A, session_id="s1")[-1].position == 6
+
+
+def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
+    path = tmp_path / "re.db"
+    s = SQLiteStore(path)
+    s.add_episodes(A, [draft("persisted")])
+    version = s.schema_version
+    s.close()
+    s2 = SQLiteStore(path)
+    assert s2.schema_version == version >= 1
+    assert [e.content for e in s2.list_episodes(A)] == ["persisted"]
+    assert s2.integrity_check() == "ok"
+    s2.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as c:
+        c.execute("PRAGMA user_version=999")
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteStore(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="corrupt|not a memstrata"):
+        SQLiteStore(path)
