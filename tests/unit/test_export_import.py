@@ -1,0 +1,115 @@
+"""Export/import is lossless and LLM-free; bad files are rejected whole."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+import pytest
+
+from memstrata import InvalidFileError, Memory, MemoryConfig
+from memstrata.config import EmbedConfig
+
+UTC = timezone.utc
+LEX = MemoryConfig(embed=EmbedConfig(enabled=False))
+
+texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=80).filter(
+    lambda s: s.strip() != "")
+ids = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(lambda s: s.strip() != "")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+messages = st.lists(
+    st.fixed_dictionaries({
+        "role": st.sampled_from(["user", "assistant", "system", "tool", "event"]),
+        "content": texts,
+    }, optional={"name": ids, "metadata": st.dictionaries(st.text(max_size=5), json_values, max_size=3)}),
+    min_size=1, max_size=4,
+)
+times = st.datetimes(min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29), timezones=st.just(UTC))
+
+
+def _snapshot(mem: Memory, users: list[str]) -> list[tuple]:
+    rows = []
+    for u in users:
+        for ep in mem.list(user_id=u, limit=100_000):
+            rows.append((ep.id, ep.user_id, ep.session_id, ep.position, ep.role, ep.speaker, ep.content,
+                         ep.event_time, ep.ingest_time, json.dumps(ep.metadata, sort_keys=True), ep.agent_id))
+    return sorted(rows)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.tuples(ids, st.one_of(st.none(), ids), messages, times), min_size=1, max_size=4))
+def test_export_import_round_trip(tmp_path_factory: pytest.TempPathFactory, batches: list) -> None:
+    tmp = tmp_path_factory.mktemp("rt")
+    users = sorted({u for u, *_ in batches})
+    with Memory(tmp / "a.db", config=LEX) as src:
+        for user, session, msgs, when in batches:
+            src.add(msgs, user_id=user, session_id=session, timestamp=when, agent_id="agent")
+        n = src.export(tmp / "out.jsonl")
+        before = _snapshot(src, users)
+    assert n == len(before)
+    with Memory(tmp / "b.db", config=LEX) as dst:
+        assert dst.import_(tmp / "out.jsonl") == n
+        assert _snapshot(dst, users) == before
+        assert dst.import_(tmp / "out.jsonl") == 0  # idempotent
+
+
+def test_embeddings_travel_with_the_export(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    with Memory(tmp_path / "a.db", embedder=embedder) as src:
+        src.add(["I play the cello", "My cat is called Miso"], user_id="u", session_id="s")
+        src.export(tmp_path / "x.jsonl")
+        vecs = src.store.snapshot(src._tenant("u", None), embedder.model_id).vectors  # type: ignore[attr-defined]
+    before = embedder.stats["texts_embedded"]
+    with Memory(tmp_path / "b.db", embedder=embedder) as dst:
+        dst.import_(tmp_path / "x.jsonl")
+        after = dst.store.snapshot(dst._tenant("u", None), embedder.model_id).vectors  # type: ignore[attr-defined]
+        assert embedder.stats["texts_embedded"] == before  # reused, not re-embedded
+        np.testing.assert_array_equal(vecs, after)
+        assert dst.search("what instrument do I play?", user_id="u")[0].text == "I play the cello"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("not json at all\n", "line 1 is not JSON"),
+        ('{"type": "something-else"}\n', "not a memstrata export"),
+        ('{"type": "memstrata-export", "version": 99}\n', "version 99"),
+        ('{"type": "memstrata-export", "version": 1}\n{"type": "episode"}\n', "line 2"),
+        ('{"type": "memstrata-export", "version": 1}\n[1, 2]\n', "line 2"),
+    ],
+)
+def test_bad_import_files_are_rejected_and_store_nothing(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with Memory(tmp_path / "m.db", config=LEX) as mem:
+        mem.add("existing", user_id="u")
+        with pytest.raises(InvalidFileError, match=match):
+            mem.import_(path)
+        assert mem.stats().episodes == 1
+
+
+def test_one_bad_line_rejects_the_whole_file(tmp_path: Path) -> None:
+    with Memory(tmp_path / "a.db", config=LEX) as src:
+        src.add(["one", "two"], user_id="u", timestamp=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=1))
+        src.export(tmp_path / "x.jsonl")
+    lines = (tmp_path / "x.jsonl").read_text().splitlines()
+    row = json.loads(lines[2])
+    row["event_time"] = "not a time"
+    lines[2] = json.dumps(row)
+    (tmp_path / "x.jsonl").write_text("\n".join(lines) + "\n")
+    with Memory(tmp_path / "b.db", config=LEX) as dst:
+        with pytest.raises(InvalidFileError, match="line 3"):
+            dst.import_(tmp_path / "x.jsonl")
+        assert dst.stats().episodes == 0
+
+
+def test_missing_import_file(tmp_path: Path) -> None:
+    with Memory(tmp_path / "a.db", config=LEX) as mem, pytest.raises(InvalidFileError, match="cannot read"):
+        mem.import_(tmp_path / "nope.jsonl")
