@@ -33,6 +33,7 @@ class RetrievalConfig:
     time_boost: float = 0.5         # multiplicative boost for in-range units (fuzzy ranges get half)
     speaker_boost: float = 0.15     # boost for turns whose speaker is named in the query
     strip_time_words: bool = True   # remove resolved time expressions from the lexical query
+    hide_future: bool = False       # also hide episodes whose event time is after as_of
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense or self.session_lexical or self.session_dense):

@@ -209,9 +209,10 @@ class Memory:
     ) -> list[Hit]:
         """The ``k`` best units (turns, rounds or sessions) for ``query``.
 
-        ``as_of`` is 'now' for the query: later episodes are invisible and relative
+        ``as_of`` is 'now' for the query (default: the current time): relative
         expressions ("last Saturday", "two weeks ago", "in May") resolve against it.
-        ``start``/``end`` restrict event time to [start, end). ``variant`` picks a
+        ``start``/``end`` restrict event time to [start, end); to see memory as it was at
+        ``as_of``, pass ``end=as_of`` too (or set ``hide_future`` in the config). ``variant`` picks a
         retrieval preset (see ``RetrievalConfig.preset``)."""
         tenant = self._tenant(user_id, namespace)
         if not isinstance(query, str) or not query.strip():

@@ -78,10 +78,10 @@ def test_search_units(lexical_memory: Memory) -> None:
         lexical_memory.search("jazz", user_id="ana", unit="paragraph")  # type: ignore[arg-type]
 
 
-def test_as_of_hides_later_memories_and_start_end_filter(lexical_memory: Memory) -> None:
+def test_end_hides_later_memories_and_start_end_filter(lexical_memory: Memory) -> None:
     lexical_memory.add("I bought a red bicycle", user_id="u", timestamp="2024-01-10T00:00:00Z")
     lexical_memory.add("I bought a blue bicycle", user_id="u", timestamp="2024-03-10T00:00:00Z")
-    texts = [h.text for h in lexical_memory.search("bicycle", user_id="u", as_of="2024-02-01")]
+    texts = [h.text for h in lexical_memory.search("bicycle", user_id="u", end="2024-02-01")]
     assert texts == ["I bought a red bicycle"]
     texts = [h.text for h in lexical_memory.search("bicycle", user_id="u", start="2024-02-01", end="2024-04-01")]
     assert texts == ["I bought a blue bicycle"]

@@ -143,9 +143,10 @@ class Retriever:
         as_of: datetime, start: datetime | None, end: datetime | None,
     ) -> "Ranking":
         snap = idx.snap
-        upper = as_of + timedelta(microseconds=1)
-        end = upper if end is None else min(end, upper)
-        mask = snap.times < to_micros(end)
+        if cfg.hide_future:
+            upper = as_of + timedelta(microseconds=1)
+            end = upper if end is None else min(end, upper)
+        mask = np.ones(snap.size, dtype=bool) if end is None else snap.times < to_micros(end)
         if start is not None:
             mask &= snap.times >= to_micros(start)
         time_factor = np.ones(snap.size)

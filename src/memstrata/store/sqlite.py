@@ -39,6 +39,10 @@ _EP_COLS = (
     "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata"
 )
 _SQL_VAR_CHUNK = 500
+# Whose words make a session's lexical document: what the user said is what the user
+# asks about later; assistant replies are long and generic and dilute BM25 (measured on
+# LongMemEval, see benchmarks/). Sessions with no such turn (e.g. tool logs) use all turns.
+SESSION_KEY_ROLES = ("user", "event")
 
 
 def scope_token(tenant: Tenant) -> str:
@@ -50,8 +54,10 @@ def scope_token(tenant: Tenant) -> str:
 class SQLiteStore:
     """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0,
+                 session_key_roles: tuple[str, ...] = SESSION_KEY_ROLES) -> None:
         self.path = str(path)
+        self._session_roles = tuple(session_key_roles)
         self.url = f"sqlite:///{self.path}"
         if self.path != ":memory:":
             parent = Path(self.path).expanduser().resolve().parent
@@ -227,8 +233,14 @@ class SQLiteStore:
         if n == 0:
             c.execute("DELETE FROM sessions WHERE key=?", (skey,))
             return
-        doc = "\n".join(r[0] for r in c.execute(
-            "SELECT content FROM episodes WHERE session_key=? ORDER BY position", (skey,)))
+        marks = ",".join("?" * len(self._session_roles))
+        parts = [r[0] for r in c.execute(
+            f"SELECT content FROM episodes WHERE session_key=? AND role IN ({marks}) ORDER BY position",
+            (skey, *self._session_roles))]
+        if not parts:
+            parts = [r[0] for r in c.execute(
+                "SELECT content FROM episodes WHERE session_key=? ORDER BY position", (skey,))]
+        doc = "\n".join(parts)
         c.execute("UPDATE sessions SET n_episodes=?, first_time=?, last_time=?, doc=? WHERE key=?",
                   (n, first, last, doc, skey))
 
