@@ -313,6 +313,11 @@ def _bench_run(runner: Callable[..., dict[str, Any]], path: Path, limit: Optiona
 
 
 def _print_summary(result: dict[str, Any]) -> None:
+    if result["benchmark"] == "latency":
+        for k, v in result.items():
+            if k != "environment":
+                out.print(f"{k}: {v}")
+        return
     rows = result.get("variants") or {result["variant"]: result}
     keys = [k for k in next(iter(rows.values())) if isinstance(next(iter(rows.values()))[k], float)]
     table = Table(title=f"{result['benchmark']} (n={result['n']})")
@@ -352,6 +357,20 @@ def bench_locomo(path: Path = _BenchPath, limit: Optional[int] = _Limit, variant
     from .bench import locomo
 
     _bench_run(locomo.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision)
+
+
+@bench_app.command("latency")
+def bench_latency(path: Path = _BenchPath, sessions: int = typer.Option(500, help="Sessions in the memory."),
+                  queries: Optional[int] = typer.Option(None, help="Only the first N questions as queries."),
+                  variant: Optional[str] = _Variant, as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+                  no_embed: bool = NoEmbedOpt, precision: str = _Precision) -> None:
+    """Search latency on one memory of many sessions built from a LongMemEval file."""
+    from .bench import latency
+
+    def runner(p: Path, *, limit: Any, variants: Any, embed: EmbedConfig, progress: Any) -> dict[str, Any]:
+        return latency.run(p, sessions=sessions, queries=queries, variants=variants, embed=embed, progress=progress)
+
+    _bench_run(runner, path, None, variant, as_json, out_file, no_embed, None, precision)
 
 
 def main() -> None:
