@@ -1,0 +1,1 @@
+"""Model providers: the bundled embedder (and, later, LLM clients)."""
