@@ -109,12 +109,17 @@ PRESETS["default"] = PRESETS["hybrid"]
 
 @dataclass(frozen=True, slots=True)
 class EmbedConfig:
-    """The bundled embedder. ``roles`` limits which turns get a dense key (None: all)."""
+    """The bundled embedder. ``roles`` limits which turns get a dense key (None: all);
+    turns of roles outside ``full_roles`` are embedded from their first
+    ``reply_max_tokens`` word pieces only: long assistant replies cost ~10x a user turn
+    to embed, and their opening says what they are about."""
 
     enabled: bool = True
     precision: Literal["int8", "fp32"] = "int8"
     max_tokens: int = 256
     roles: tuple[str, ...] | None = None
+    full_roles: tuple[str, ...] = ("user", "event")
+    reply_max_tokens: int = 64
     threads: int | None = None
 
 

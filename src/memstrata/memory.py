@@ -100,11 +100,15 @@ class Memory:
     def _vectors(self, drafts: Sequence[EpisodeDraft]) -> np.ndarray | None:
         if self._embedder is None:
             return None
-        roles = self.config.embed.roles
-        chosen = [i for i, d in enumerate(drafts) if roles is None or d.role in roles]
+        cfg = self.config.embed
+        chosen = [i for i, d in enumerate(drafts) if cfg.roles is None or d.role in cfg.roles]
+        full = [i for i in chosen if drafts[i].role in cfg.full_roles]
+        short = [i for i in chosen if drafts[i].role not in cfg.full_roles]
         out = np.full((len(drafts), self._embedder.dim), np.nan, dtype=np.float32)
-        if chosen:
-            out[chosen] = self._embedder.embed([drafts[i].content for i in chosen])
+        if full:
+            out[full] = self._embedder.embed([drafts[i].content for i in full])
+        if short:
+            out[short] = self._embedder.embed([drafts[i].content for i in short], max_tokens=cfg.reply_max_tokens)
         return out
 
     # -- writes ------------------------------------------------------------------
