@@ -24,14 +24,15 @@ class RetrievalConfig:
     dense: bool = True              # cosine over turn embeddings
     session_lexical: bool = True    # BM25 over whole-session documents (session unit, and as a prior)
     session_dense: bool = True      # mean of a session's turn vectors
+    fusion: Literal["rrf", "relative"] = "relative"  # min-max normalised score fusion, or rank fusion
     rrf_k: int = 60                 # reciprocal rank fusion constant (Cormack et al. 2009)
     weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # lexical, dense, session_lexical, session_dense
     candidates: int = 200           # depth of every candidate list
     session_prior: float = 0.5      # turn score += prior * its session's fused score (turn/round units)
-    neighbor_weight: float = 0.0    # turn score += w * best adjacent turn score (context smoothing)
+    neighbor_weight: float = 0.5    # turn score += w * best adjacent turn score (context smoothing)
     time_mode: TimeMode = "boost"   # relative time expressions in the query: ignore, boost or filter
     time_boost: float = 0.5         # multiplicative boost for in-range units (fuzzy ranges get half)
-    speaker_boost: float = 0.15     # boost for turns whose speaker is named in the query
+    speaker_boost: float = 0.3      # boost for turns whose speaker is named in the query
     strip_time_words: bool = True   # remove resolved time expressions from the lexical query
     hide_future: bool = False       # also hide episodes whose event time is after as_of
 
@@ -40,6 +41,8 @@ class RetrievalConfig:
             raise ConfigError("retrieval config enables no retriever: turn on lexical or dense")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ConfigError("rrf_k and candidates must be >= 1")
+        if self.fusion not in ("rrf", "relative"):
+            raise ConfigError(f"fusion must be rrf or relative, not {self.fusion!r}")
         if self.time_mode not in ("off", "boost", "filter"):
             raise ConfigError(f"time_mode must be off, boost or filter, not {self.time_mode!r}")
 
@@ -97,12 +100,13 @@ def _coerce(current: Any, raw: Any, key: str) -> Any:
 
 PRESETS: dict[str, RetrievalConfig] = {
     "hybrid": RetrievalConfig(),
+    # Single retrievers and plain fusion, for comparison: no sessions, time, speakers or neighbours.
     "bm25": RetrievalConfig(dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
-                            time_mode="off", speaker_boost=0.0, strip_time_words=False),
+                            time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0),
     "dense": RetrievalConfig(lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
-                             time_mode="off", speaker_boost=0.0, strip_time_words=False),
-    "rrf": RetrievalConfig(session_lexical=False, session_dense=False, session_prior=0.0,
-                           time_mode="off", speaker_boost=0.0, strip_time_words=False),
+                             time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0),
+    "rrf": RetrievalConfig(session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
+                           time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0),
 }
 PRESETS["default"] = PRESETS["hybrid"]
 

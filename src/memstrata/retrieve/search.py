@@ -27,7 +27,7 @@ from ..errors import InvalidInputError
 from ..model import Episode, Hit, Unit
 from ..store.base import Snapshot, Store, Tenant
 from ..timeutil import to_micros
-from .fuse import rrf, top_indexes
+from .fuse import group_best, relative, rrf, top_indexes
 from .query import QueryPlan, analyse
 
 if TYPE_CHECKING:
@@ -156,32 +156,39 @@ class Retriever:
                 mask &= hard
         w_lex, w_dense, w_slex, w_sdense = cfg.weights
         n_sessions = len(idx.session_keys)
-        turn_lists: list[tuple[str, np.ndarray, float]] = []
-        session_lists: list[tuple[np.ndarray, float]] = []
+        # Candidate lists: (name, indexes best first, scores, weight).
+        turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]] = []
+        session_lists: list[tuple[np.ndarray, np.ndarray, float]] = []
         if cfg.lexical and plan.terms:
             found = self.store.lexical_turns(tenant, plan.terms, limit=cfg.candidates, start=start, end=end)
-            rows = np.fromiter((idx.key_row[k] for k, _ in found if k in idx.key_row), dtype=np.int64)
-            turn_lists.append(("lexical", rows[mask[rows]], w_lex))
+            pairs = [(idx.key_row[k], sc) for k, sc in found if k in idx.key_row and mask[idx.key_row[k]]]
+            turn_lists.append(("lexical", np.array([r for r, _ in pairs], np.int64),
+                               np.array([sc for _, sc in pairs]), w_lex))
         query_vec = self._embed_query(plan.text) if (cfg.dense or cfg.session_dense) else None
         if cfg.dense and query_vec is not None and snap.vectors.size:
             sims = snap.vectors @ query_vec
-            ok = mask[snap.vector_rows]
-            order = top_indexes(sims - sims.min() + 1e-6, cfg.candidates, ok)
-            turn_lists.append(("dense", snap.vector_rows[order], w_dense))
+            order = top_indexes(sims + 2.0, cfg.candidates, mask[snap.vector_rows])
+            turn_lists.append(("dense", snap.vector_rows[order], sims[order], w_dense))
         session_mask = np.zeros(n_sessions, dtype=bool)
         session_mask[idx.row_session[mask]] = True
         if cfg.session_lexical and plan.terms:
             found = self.store.lexical_sessions(tenant, plan.terms, limit=cfg.candidates)
-            srows = np.fromiter((idx.session_index[k] for k, _ in found if k in idx.session_index), dtype=np.int64)
-            session_lists.append((srows[session_mask[srows]], w_slex))
+            pairs = [(idx.session_index[k], sc) for k, sc in found
+                     if k in idx.session_index and session_mask[idx.session_index[k]]]
+            session_lists.append((np.array([r for r, _ in pairs], np.int64), np.array([sc for _, sc in pairs]), w_slex))
         if cfg.session_dense and query_vec is not None and idx.centroids.size:
             sims = idx.centroids @ query_vec
-            order = top_indexes(sims - sims.min() + 1e-6, cfg.candidates, session_mask & idx.centroids.any(axis=1))
-            session_lists.append((order, w_sdense))
-        for _, rows, weight in turn_lists:  # a turn list votes for sessions by its best turn
-            session_lists.append((_first_per_group(idx.row_session[rows]), weight))
-        turn_score = rrf(snap.size, [(rows, w) for _, rows, w in turn_lists], cfg.rrf_k)
-        session_score = rrf(n_sessions, session_lists, cfg.rrf_k)
+            order = top_indexes(sims + 2.0, cfg.candidates, session_mask & idx.centroids.any(axis=1))
+            session_lists.append((order, sims[order], w_sdense))
+        for _, rows, scores, weight in turn_lists:  # a turn list votes for a session with its best turn
+            groups, best = group_best(idx.row_session[rows], scores, n_sessions)
+            session_lists.append((groups, best, weight))
+        if cfg.fusion == "rrf":
+            turn_score = rrf(snap.size, [(rows, w) for _, rows, _, w in turn_lists], cfg.rrf_k)
+            session_score = rrf(n_sessions, [(ids, w) for ids, _, w in session_lists], cfg.rrf_k)
+        else:
+            turn_score = relative(snap.size, [(rows, sc, w) for _, rows, sc, w in turn_lists])
+            session_score = relative(n_sessions, session_lists)
         session_score *= _group_max(time_factor, idx.row_session, n_sessions)
         if cfg.neighbor_weight:
             turn_score = turn_score + cfg.neighbor_weight * _neighbor_max(turn_score, idx.row_session)
@@ -190,7 +197,7 @@ class Retriever:
             spoken = np.fromiter(((s or "").lower() in plan.speakers for s in snap.speakers), bool, snap.size)
             turn_score = np.where(spoken, turn_score * (1 + cfg.speaker_boost), turn_score)
         turn_score = np.where(turn_score > 0, turn_score + cfg.session_prior * session_score[idx.row_session], 0.0)
-        ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _ in turn_lists}
+        ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _, _ in turn_lists}
         return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks)
 
     def _embed_query(self, text: str) -> np.ndarray | None:
@@ -218,12 +225,6 @@ def _time_factors(times: np.ndarray, plan: QueryPlan, cfg: RetrievalConfig) -> t
         if not r.fuzzy:
             hard |= inside
     return factor, hard
-
-
-def _first_per_group(groups: np.ndarray) -> np.ndarray:
-    """Distinct values in order of first appearance."""
-    _, first = np.unique(groups, return_index=True)
-    return groups[np.sort(first)]
 
 
 def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
