@@ -31,7 +31,7 @@ bench_app = typer.Typer(help="Benchmarks: retrieval quality and speed on public 
 app.add_typer(bench_app, name="bench")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one error, one line, however narrow the terminal
 
 DbOpt = typer.Option(None, "--db", envvar="MEMSTRATA_PATH", help="SQLite file (default: user data dir).")
 NsOpt = typer.Option(None, "--namespace", "-n", envvar="MEMSTRATA_NAMESPACE", help="Tenant namespace.")

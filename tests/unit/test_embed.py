@@ -140,3 +140,21 @@ def test_default_embedder_is_shared_and_bad_settings_are_refused() -> None:
         MiniLMEmbedder(max_tokens=10_000)
     with pytest.raises(ConfigError, match="threads"):
         MiniLMEmbedder(threads=0)
+
+
+def test_concurrent_first_use_builds_one_valid_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Several processes preparing the model at once (test workers, servers) must all
+    succeed: the quantiser writes scratch files beside its input, which once raced."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from memstrata.providers.embed import MiniLMEmbedder as M; print(M().embed(['hi']).shape)"
+    env = {**os.environ, "MEMSTRATA_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert all("(1, 384)" in out for out, _ in outs)
+    names = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert len(names) == 2 and names[0].endswith("fp32.onnx") and names[1].endswith("int8pc.onnx"), names

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -115,15 +117,20 @@ def prepared_model(precision: Precision) -> Path:
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = _tmp_name(int8)
+        # The quantiser writes scratch files beside its *input* ("<input>-inferred.onnx"),
+        # so concurrent first uses (test workers, several processes) must each quantise a
+        # private copy in a private directory, then publish the result atomically.
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(max(quiet, logging.ERROR))  # the quantiser logs a pre-processing hint
         try:
-            quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
-            os.replace(tmp, int8)
+            private = work / "fp32.onnx"
+            shutil.copyfile(fp32, private)
+            quantize_dynamic(str(private), str(work / "int8.onnx"), per_channel=True, weight_type=QuantType.QInt8)
+            os.replace(work / "int8.onnx", int8)
         finally:
             logging.getLogger().setLevel(quiet)
-            tmp.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
     return int8
 
 
