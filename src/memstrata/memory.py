@@ -321,20 +321,22 @@ class Memory:
             written += len(drafts)
         return written
 
-    def _import_vectors(self, rows: list[tuple[EpisodeDraft, np.ndarray | None, str | None]]):  # type: ignore[no-untyped-def]
-        """Reuse exported vectors made by our embedder; re-embed the rest."""
+    def _import_vectors(
+        self, rows: list[tuple[EpisodeDraft, np.ndarray | None, str | None]]
+    ) -> tuple[np.ndarray | None, str | None]:
+        """Reuse exported vectors made by this embedder; embed the rest as ``add`` would."""
         if self._embedder is None:
             return None, None
         current = self._embedder.model_id
+        reusable = [vec is not None and model_id == current and len(vec) == self._embedder.dim
+                    for _, vec, model_id in rows]
+        todo = [i for i, ok in enumerate(reusable) if not ok]
         out = np.full((len(rows), self._embedder.dim), np.nan, dtype=np.float32)
-        todo = []
-        for i, (draft, vec, model_id) in enumerate(rows):
-            if vec is not None and model_id == current and len(vec) == self._embedder.dim:
-                out[i] = vec
-            elif vec is not None or model_id is not None:
-                todo.append(i)
+        for i, ok in enumerate(reusable):
+            if ok:
+                out[i] = rows[i][1]
         if todo:
-            out[todo] = self._embedder.embed([rows[i][0].content for i in todo])
+            out[todo] = self._vectors([rows[i][0] for i in todo])
         return out, current
 
 

@@ -113,3 +113,14 @@ def test_one_bad_line_rejects_the_whole_file(tmp_path: Path) -> None:
 def test_missing_import_file(tmp_path: Path) -> None:
     with Memory(tmp_path / "a.db", config=LEX) as mem, pytest.raises(InvalidFileError, match="cannot read"):
         mem.import_(tmp_path / "nope.jsonl")
+
+
+def test_import_embeds_what_came_without_vectors(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    with Memory(tmp_path / "a.db", config=LEX) as src:
+        src.add(["I play the cello", "My cat is called Miso"], user_id="u")
+        src.export(tmp_path / "x.jsonl")
+    with Memory(tmp_path / "b.db", embedder=embedder) as dst:
+        dst.import_(tmp_path / "x.jsonl")
+        assert dst.stats(user_id="u").embedded_episodes == 2
+        hits = dst.search("which instrument?", user_id="u", variant="dense")
+        assert hits[0].text == "I play the cello"
