@@ -319,13 +319,13 @@ def _print_summary(result: dict[str, Any]) -> None:
                 out.print(f"{k}: {v}")
         return
     rows = result.get("variants") or {result["variant"]: result}
-    keys = [k for k in next(iter(rows.values())) if isinstance(next(iter(rows.values()))[k], float)]
+    keys = list(dict.fromkeys(k for row in rows.values() for k, v in row.items() if isinstance(v, float)))
     table = Table(title=f"{result['benchmark']} (n={result['n']})")
     table.add_column("variant")
     for k in keys:
         table.add_column(k, justify="right")
     for name, row in rows.items():
-        table.add_row(name, *(f"{row[k]:.4f}" for k in keys))
+        table.add_row(name, *(f"{row[k]:.4f}" if k in row else "-" for k in keys))
     out.print(table)
     for k in ("ingest_turns_per_s", "search_ms_p50", "search_ms_p95", "elapsed_s"):
         out.print(f"{k}: {result.get(k)}")

@@ -120,6 +120,10 @@ def test_bench_cli_prints_json(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert LME_KEYS <= result.keys() and result["n"] == 2
+    human = subprocess.run([sys.executable, "-m", "memstrata", "bench", "locomo", str(_locomo_file(tmp_path)),
+                            "--variant", "hybrid;bm25", "--no-embed"], capture_output=True, text=True, env=env, timeout=300)
+    assert human.returncode == 0, human.stderr
+    assert "recall@10" in human.stdout and "bm25" in human.stdout and "search_ms_p95" in human.stdout
     bad = tmp_path / "bad.json"
     bad.write_text('{"not": "a list"}')
     proc = subprocess.run([sys.executable, "-m", "memstrata", "bench", "locomo", str(bad), "--no-embed"],
