@@ -35,6 +35,7 @@ class RetrievalConfig:
     speaker_boost: float = 0.3      # boost for turns whose speaker is named in the query
     strip_time_words: bool = True   # remove resolved time expressions from the lexical query
     hide_future: bool = False       # also hide episodes whose event time is after as_of
+    drop_speaker_terms: bool = False  # leave named speakers out of the BM25 query (boost only)
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense or self.session_lexical or self.session_dense):

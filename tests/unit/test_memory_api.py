@@ -226,3 +226,15 @@ def test_data_survives_reopen(db_path: Path) -> None:
     with Memory(db_path, config=cfg) as mem:
         assert mem.get(ep.id, user_id="u").content == "durable fact about otters"
         assert mem.search("otters", user_id="u")[0].episode_id == ep.id
+
+
+def test_drop_speaker_terms_keeps_greetings_from_outranking_the_speaker(lexical_memory: Memory) -> None:
+    lexical_memory.add([{"role": "user", "name": "Mel", "content": "Caroline! Caroline, hi Caroline, how was the hike up the old mountain trail?"},
+                        {"role": "user", "name": "Caroline", "content": "The hike was long."}],
+                       user_id="u")
+    plain = lexical_memory.search("What did Caroline say about the hike?", user_id="u",
+                                  variant="hybrid:speaker_boost=0,neighbor_weight=0")
+    assert plain[0].speaker == "Mel"  # the name itself dominates BM25
+    dropped = lexical_memory.search("What did Caroline say about the hike?", user_id="u",
+                                    variant="hybrid:drop_speaker_terms=true,speaker_boost=0,neighbor_weight=0")
+    assert dropped[0].speaker == "Caroline"

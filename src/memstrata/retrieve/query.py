@@ -61,12 +61,18 @@ class QueryPlan:
 
 
 def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None],
-            find_time: bool = True, strip_time_words: bool = True) -> QueryPlan:
+            find_time: bool = True, strip_time_words: bool = True, drop_speaker_terms: bool = False) -> QueryPlan:
     ranges = find_time_ranges(query, as_of) if find_time else []
     lexical_text = strip_time_expressions(query, ranges) if (ranges and strip_time_words) else query
     words = set(tokenize(query))
     speakers = frozenset(
         s.lower() for s in known_speakers
-        if s and s.lower() in words or (s and " " in s and s.lower() in query.lower())
+        if s and (s.lower() in words or (" " in s and s.lower() in query.lower()))
     )
-    return QueryPlan(query, tuple(lexical_terms(lexical_text)), tuple(ranges), speakers)
+    terms = lexical_terms(lexical_text)
+    if drop_speaker_terms and speakers:
+        # A speaker's name is handled by the speaker boost; as a BM25 term it mostly
+        # matches turns that greet or address that person.
+        names = {part for s in speakers for part in tokenize(s)}
+        terms = [t for t in terms if t not in names] or terms
+    return QueryPlan(query, tuple(terms), tuple(ranges), speakers)

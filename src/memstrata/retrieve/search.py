@@ -133,7 +133,8 @@ class Retriever:
         if idx.snap.size == 0:
             return []
         plan = analyse(query, as_of=as_of, known_speakers=idx.speakers,
-                       find_time=cfg.time_mode != "off", strip_time_words=cfg.strip_time_words)
+                       find_time=cfg.time_mode != "off", strip_time_words=cfg.strip_time_words,
+                       drop_speaker_terms=cfg.drop_speaker_terms)
         ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
         return _assemble(self.store, tenant, idx, ranking, unit, k)
 
