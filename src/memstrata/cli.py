@@ -18,7 +18,9 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from .config import EmbedConfig, MemoryConfig, RetrievalConfig
 from .errors import InvalidFileError, InvalidInputError, MemstrataError
@@ -156,15 +158,19 @@ def _read_conversations(path: Path, default_user: Optional[str]) -> list[dict[st
     return out_items
 
 
-def _hits_table(hits: list[Any], title: str) -> Table:
-    table = Table(title=title, show_lines=False, expand=True)
-    for col, kw in (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("date", {}),
-                    ("session", {}), ("speaker", {}), ("text", {"ratio": 1})):
-        table.add_column(col, **kw)
+def _hits_table(hits: list[Any], title: str) -> Group:
+    """Hits as a readable list (a table squeezes the text in narrow terminals)."""
+    parts: list[Any] = [Text(title, style="bold")]
+    if not hits:
+        parts.append(Text("  (no matches)", style="dim"))
     for i, h in enumerate(hits, 1):
-        text = h.text if len(h.text) < 300 else h.text[:297] + "..."
-        table.add_row(str(i), f"{h.score:.4f}", fmt_time(h.event_time), h.session_id, h.speaker, text)
-    return table
+        head = Text(f"{i:>3}. ", style="bold")
+        head.append(f"{h.score:.3f}", style="cyan")
+        head.append(f"  {fmt_time(h.event_time)}  session {h.session_id}  {h.speaker}", style="dim")
+        body = h.text if len(h.text) < 400 else h.text[:397] + "..."
+        parts += [head, Text("       " + body)]
+    parts.append(Text(""))
+    return Group(*parts)
 
 
 @app.command()
