@@ -250,20 +250,7 @@ class Memory:
         hits = self.search(query, user_id=user_id, k=k, unit="turn", as_of=as_of, start=start, end=end,
                            variant=variant, namespace=namespace)
         tenant = self._tenant(user_id, namespace)
-        cache: dict[str, Episode] = {}
-
-        def fetch(episode_id: str) -> Episode | None:
-            if episode_id not in cache:
-                ep = self.store.get_episode(tenant, episode_id)
-                if ep is None:
-                    return None
-                cache[episode_id] = ep
-            return cache[episode_id]
-
-        def neighbours(ep: Episode) -> list[Episode]:
-            return self.store.neighbours(tenant, ep.id, radius=1)
-
-        return pack(hits, neighbours, fetch, max_tokens)
+        return pack(hits, lambda episode_id: self.store.neighbours(tenant, episode_id, radius=1), max_tokens)
 
     def stats(self, *, user_id: str | None = None, namespace: str | None = None) -> Stats:
         if user_id is None:

@@ -14,7 +14,6 @@ import pytest
 
 from memstrata.bench import locomo, longmemeval
 from memstrata.bench.metrics import answer_in, ndcg, normalize_answer, recall_all, recall_any, recall_fraction
-from memstrata.config import EmbedConfig
 
 TOPICS = ["sourdough baking", "marathon training", "python debugging", "tomato gardening", "jazz guitar",
           "bird watching", "car insurance", "wedding planning"]

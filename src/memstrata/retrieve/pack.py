@@ -43,12 +43,11 @@ def _line(ep: Episode, text: str) -> str:
 
 def pack(
     hits: Sequence[Hit],
-    neighbours: Callable[[Episode], Sequence[Episode]],
-    fetch: Callable[[str], Episode | None],
+    window: Callable[[str], Sequence[Episode]],
     max_tokens: int,
 ) -> Context:
-    """Greedy packing under ``max_tokens``; ``neighbours(ep)`` returns the turns around
-    ``ep`` in its session (itself included), ``fetch`` loads an episode by id."""
+    """Greedy packing under ``max_tokens``; ``window(episode_id)`` returns that episode
+    and the turns around it in its session ([] if it is gone)."""
     budget = max_tokens - count_tokens(HEADER)
     chosen: dict[str, tuple[Episode, str]] = {}
     sessions_seen: set[str] = set()
@@ -56,10 +55,11 @@ def pack(
     for hit in hits:
         if budget <= 0:
             break
-        ep = fetch(hit.episode_id)
+        around = window(hit.episode_id)
+        ep = next((e for e in around if e.id == hit.episode_id), None)
         if ep is None:
             continue
-        group = [ep] + [n for n in neighbours(ep) if n.id != ep.id]
+        group = [ep] + [n for n in around if n.id != ep.id]
         added = False
         for member in group:
             if member.id in chosen:
