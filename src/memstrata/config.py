@@ -36,6 +36,8 @@ class RetrievalConfig:
     strip_time_words: bool = True   # remove resolved time expressions from the lexical query
     hide_future: bool = False       # also hide episodes whose event time is after as_of
     drop_speaker_terms: bool = False  # leave named speakers out of the BM25 query (boost only)
+    prf_terms: int = 10             # pseudo-relevance feedback: terms from the first-pass top turns added to the session BM25 query
+    prf_weight: float = 0.0         # weight of an extra turn-level BM25 list with the expanded query (0: none)
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense or self.session_lexical or self.session_dense):
@@ -103,11 +105,14 @@ PRESETS: dict[str, RetrievalConfig] = {
     "hybrid": RetrievalConfig(),
     # Single retrievers and plain fusion, for comparison: no sessions, time, speakers or neighbours.
     "bm25": RetrievalConfig(dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
-                            time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0),
+                            time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
+                            prf_terms=0),
     "dense": RetrievalConfig(lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
-                             time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0),
+                             time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
+                             prf_terms=0),
     "rrf": RetrievalConfig(session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
-                           time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0),
+                           time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
+                           prf_terms=0),
 }
 PRESETS["default"] = PRESETS["hybrid"]
 

@@ -238,3 +238,18 @@ def test_drop_speaker_terms_keeps_greetings_from_outranking_the_speaker(lexical_
     dropped = lexical_memory.search("What did Caroline say about the hike?", user_id="u",
                                     variant="hybrid:drop_speaker_terms=true,speaker_boost=0,neighbor_weight=0")
     assert dropped[0].speaker == "Caroline"
+
+
+def test_feedback_terms_find_sessions_that_share_the_topic_but_not_the_words(lexical_memory: Memory) -> None:
+    for sid, text in [("s1", "Our road trip to Tybee Island took five hours of driving, then surfing."),
+                      ("s2", "The road trip to the mountains meant six hours of driving and hiking."),
+                      ("s3", "Savannah was four hours of driving each way, with surfing at the end."),
+                      ("s4", "I cooked pasta with fresh basil tonight."),
+                      ("s5", "My cat knocked a plant off the shelf.")]:
+        lexical_memory.add(text, user_id="u", session_id=sid)
+    question = "How long were my road trips?"
+    plain = [h.session_id for h in lexical_memory.search(question, user_id="u", unit="session", variant="hybrid:prf_terms=0")]
+    expanded = [h.session_id for h in lexical_memory.search(question, user_id="u", unit="session")]
+    assert "s3" not in plain and set(plain) == {"s1", "s2"}
+    assert "s3" in expanded and set(expanded[:2]) == {"s1", "s2"}
+    assert "s4" not in expanded and "s5" not in expanded

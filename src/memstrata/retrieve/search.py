@@ -28,7 +28,7 @@ from ..model import Episode, Hit, Unit
 from ..store.base import Snapshot, Store, Tenant
 from ..timeutil import to_micros
 from .fuse import group_best, relative, rrf, top_indexes
-from .query import QueryPlan, analyse
+from .query import QueryPlan, analyse, lexical_terms
 
 if TYPE_CHECKING:
     from ..providers.embed import Embedder
@@ -170,10 +170,19 @@ class Retriever:
             sims = snap.vectors @ query_vec
             order = top_indexes(sims + 2.0, cfg.candidates, mask[snap.vector_rows])
             turn_lists.append(("dense", snap.vector_rows[order], sims[order], w_dense))
+        expansion: list[str] = []
+        if cfg.prf_terms and cfg.session_lexical and plan.terms and turn_lists:
+            expansion = self._feedback_terms(tenant, idx, plan, turn_lists, cfg.prf_terms)
+        if expansion and cfg.prf_weight:
+            found = self.store.lexical_turns(tenant, [*plan.terms, *expansion], limit=cfg.candidates,
+                                             start=start, end=end)
+            pairs = [(idx.key_row[k], sc) for k, sc in found if k in idx.key_row and mask[idx.key_row[k]]]
+            turn_lists.append(("feedback", np.array([r for r, _ in pairs], np.int64),
+                               np.array([sc for _, sc in pairs]), cfg.prf_weight))
         session_mask = np.zeros(n_sessions, dtype=bool)
         session_mask[idx.row_session[mask]] = True
         if cfg.session_lexical and plan.terms:
-            found = self.store.lexical_sessions(tenant, plan.terms, limit=cfg.candidates)
+            found = self.store.lexical_sessions(tenant, [*plan.terms, *expansion], limit=cfg.candidates)
             pairs = [(idx.session_index[k], sc) for k, sc in found
                      if k in idx.session_index and session_mask[idx.session_index[k]]]
             session_lists.append((np.array([r for r, _ in pairs], np.int64), np.array([sc for _, sc in pairs]), w_slex))
@@ -200,6 +209,23 @@ class Retriever:
         turn_score = np.where(turn_score > 0, turn_score + cfg.session_prior * session_score[idx.row_session], 0.0)
         ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _, _ in turn_lists}
         return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks)
+
+    def _feedback_terms(self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan,
+                        turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]], n: int) -> list[str]:
+        """Pseudo-relevance feedback (RM3-style, Lavrenko & Croft 2001, simplified): terms
+        shared by at least two of the top turns of the first-pass lists, most widespread
+        first, become extra query terms. Multi-session and multi-hop questions name a
+        topic once; the turns about it share vocabulary the question does not use."""
+        rows = list(dict.fromkeys(int(r) for _, rows, _, _ in turn_lists for r in rows[:3]))
+        episodes = self.store.episodes_by_keys(tenant, [int(idx.snap.keys[r]) for r in rows])
+        query = set(plan.terms)
+        df: dict[str, int] = {}
+        for ep in episodes.values():
+            for term in set(lexical_terms(ep.content)):
+                if term not in query and len(term) > 2 and not term.isdigit():
+                    df[term] = df.get(term, 0) + 1
+        shared = sorted((t for t, c in df.items() if c >= 2), key=lambda t: (-df[t], t))
+        return shared[:n]
 
     def _embed_query(self, text: str) -> np.ndarray | None:
         if self.embedder is None:
