@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 
 from memstrata import Memory, MemoryConfig
-from memstrata.config import EmbedConfig
+from memstrata.config import EmbedConfig, NotesConfig
+
+# Episodic-engine tests see a deterministic store: notes are derived only when a test
+# asks (add(wait=True) / process()), never by a background thread racing the assertions.
+SYNC_NOTES = NotesConfig(background=False)
 
 
 @pytest.fixture
@@ -17,7 +21,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def lexical_memory(db_path: Path) -> Iterator[Memory]:
     """A real SQLite-backed Memory without the embedding model (fast)."""
-    with Memory(db_path, config=MemoryConfig(embed=EmbedConfig(enabled=False))) as mem:
+    with Memory(db_path, config=MemoryConfig(embed=EmbedConfig(enabled=False), notes=SYNC_NOTES)) as mem:
         yield mem
 
 
@@ -31,7 +35,7 @@ def embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def memory(db_path: Path, embedder) -> Iterator[Memory]:  # type: ignore[no-untyped-def]
     """A real SQLite-backed Memory with the bundled embedding model."""
-    with Memory(db_path, config=MemoryConfig(), embedder=embedder) as mem:
+    with Memory(db_path, config=MemoryConfig(notes=SYNC_NOTES), embedder=embedder) as mem:
         yield mem
 
 

@@ -38,6 +38,14 @@ class RetrievalConfig:
     drop_speaker_terms: bool = False  # leave named speakers out of the BM25 query (boost only)
     prf_terms: int = 10             # pseudo-relevance feedback: terms from the first-pass top turns added to the session BM25 query
     prf_weight: float = 0.0         # weight of an extra turn-level BM25 list with the expanded query (0: none)
+    notes_weight: float = 1.0       # list from derived notes (BM25 + cosine over notes, mapped to their turns); 0: off
+    graph_weight: float = 0.0       # Personalized PageRank over notes and their concepts (HippoRAG 2); 0: off
+    graph_seed_notes: int = 5       # best notes that seed the PageRank besides the query's concepts
+    ppr_damping: float = 0.5        # probability of following an edge (1 - restart probability)
+    superseded_factor: float = 0.7  # score factor for turns whose every note was superseded before as_of
+    diversity: float = 0.0          # session diversity of turn/round results (MMR-style; 0: pure score order)
+    retention_weight: float = 0.0   # weight of the forgetting curve in note scores (0: off)
+    retention_days: float = 30.0    # base strength of the forgetting curve, in days
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense or self.session_lexical or self.session_dense):
@@ -104,16 +112,19 @@ def _coerce(current: Any, raw: Any, key: str) -> Any:
 PRESETS: dict[str, RetrievalConfig] = {
     "hybrid": RetrievalConfig(),
     # Single retrievers and plain fusion, for comparison: no sessions, time, speakers or neighbours.
-    "bm25": RetrievalConfig(dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
+    "bm25": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
                             time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
                             prf_terms=0),
-    "dense": RetrievalConfig(lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
+    "dense": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
                              time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
                              prf_terms=0),
-    "rrf": RetrievalConfig(session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
+    "rrf": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
                            time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
                            prf_terms=0),
 }
+# The core engine without semantic memory (episodes only), and with graph recall on.
+PRESETS["episodic"] = RetrievalConfig(notes_weight=0.0, superseded_factor=1.0)
+PRESETS["graph"] = RetrievalConfig(graph_weight=0.5)
 PRESETS["default"] = PRESETS["hybrid"]
 
 
@@ -134,6 +145,28 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotesConfig:
+    """Semantic memory: notes derived from episodes after ``add`` returns.
+
+    ``extractor``: "rules" (default, no LLM) or "llm" (needs an LLM configured, see
+    ``MEMSTRATA_LLM_*``). ``background``: process in a worker thread of this process
+    (else only ``add(wait=True)``, ``Memory.process()`` or ``memstrata process``)."""
+
+    enabled: bool = True
+    extractor: Literal["rules", "llm"] = "rules"
+    background: bool = True
+    batch_size: int = 128
+    max_attempts: int = 3
+    retention_days: float = 30.0     # base strength of the forgetting curve (semantic/retention.py)
+
+    def __post_init__(self) -> None:
+        if self.extractor not in ("rules", "llm"):
+            raise ConfigError(f"notes extractor must be rules or llm, not {self.extractor!r}")
+        if self.batch_size < 1 or self.max_attempts < 1:
+            raise ConfigError("notes batch_size and max_attempts must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_content_chars: int = 100_000     # one turn
     max_batch_chars: int = 20_000_000    # one add() call
@@ -147,12 +180,14 @@ class MemoryConfig:
     namespace: str = "default"
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    notes: NotesConfig = field(default_factory=NotesConfig)
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "MemoryConfig":
-        """Read ``MEMSTRATA_NAMESPACE``, ``MEMSTRATA_VARIANT``, ``MEMSTRATA_EMBED`` (on/off)
-        and ``MEMSTRATA_EMBED_PRECISION`` (int8/fp32)."""
+        """Read ``MEMSTRATA_NAMESPACE``, ``MEMSTRATA_VARIANT``, ``MEMSTRATA_EMBED`` (on/off),
+        ``MEMSTRATA_EMBED_PRECISION`` (int8/fp32), ``MEMSTRATA_NOTES`` (on/off),
+        ``MEMSTRATA_EXTRACTOR`` (rules/llm) and ``MEMSTRATA_BACKGROUND`` (on/off)."""
         env = dict(os.environ if env is None else env)
         cfg = cls()
         if ns := env.get("MEMSTRATA_NAMESPACE"):
@@ -166,4 +201,11 @@ class MemoryConfig:
             if prec not in ("int8", "fp32"):
                 raise ConfigError(f"MEMSTRATA_EMBED_PRECISION must be int8 or fp32, not {prec!r}")
             embed = replace(embed, precision=prec)  # type: ignore[arg-type]
-        return replace(cfg, embed=embed)
+        notes = cfg.notes
+        if (flag := env.get("MEMSTRATA_NOTES")) is not None:
+            notes = replace(notes, enabled=_coerce(True, flag, "MEMSTRATA_NOTES"))
+        if (flag := env.get("MEMSTRATA_BACKGROUND")) is not None:
+            notes = replace(notes, background=_coerce(True, flag, "MEMSTRATA_BACKGROUND"))
+        if extractor := env.get("MEMSTRATA_EXTRACTOR"):
+            notes = replace(notes, extractor=extractor)  # type: ignore[arg-type]
+        return replace(cfg, embed=embed, notes=notes)

@@ -8,6 +8,7 @@
     ├── NotFoundError            a record that does not exist *in the caller's tenant* (KeyError too)
     ├── ConfigError              a setting that cannot work (unknown variant, bad value)
     └── StoreError               the storage layer failed (disk full, corrupt file, schema too new)
+        └── ConflictError        a concurrent writer got there first (retry after reloading)
 
 Every error carries a message that names the offending value; dependency errors
 (sqlite3, json, onnxruntime) are translated at the boundary where they occur.
@@ -51,8 +52,13 @@ class StoreError(MemstrataError):
     """The storage backend failed; the message says how (disk full, corrupt, schema)."""
 
 
+class ConflictError(StoreError):
+    """Another writer changed the same records first; reload and retry."""
+
+
 __all__ = [
     "ConfigError",
+    "ConflictError",
     "InvalidFileError",
     "InvalidInputError",
     "InvalidMessageError",

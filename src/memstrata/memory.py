@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +26,19 @@ import numpy as np
 from .config import MemoryConfig, RetrievalConfig
 from .errors import InvalidFileError, InvalidInputError, NotFoundError
 from .ingest.normalize import check_id, normalize_messages
-from .model import Context, Episode, Hit, SessionInfo, Stats, Unit
+from .model import Context, Episode, Hit, Link, Note, NoteChange, SessionInfo, Stats, Summary, Unit
 from .retrieve.pack import pack
 from .retrieve.search import Retriever
 from .store import EpisodeDraft, Store, Tenant, open_store
-from .timeutil import now, parse_time
+from .semantic.process import Processor, ProcessReport
+from .semantic.retention import retention_at
+from .timeutil import now, parse_time, to_micros
 
 if TYPE_CHECKING:
     from .providers.embed import Embedder
+    from .providers.llm import LLM
+
+log = logging.getLogger("memstrata")
 
 EXPORT_FORMAT = "memstrata-export"
 EXPORT_VERSION = 1
@@ -56,6 +63,7 @@ class Memory:
         config: MemoryConfig | None = None,
         store: Store | None = None,
         embedder: "Embedder | Literal[False] | None" = None,
+        llm: "LLM | None" = None,
     ) -> None:
         self.config = config or MemoryConfig.from_env()
         if store is None:
@@ -75,6 +83,39 @@ class Memory:
         else:
             self._embedder = embedder
         self._retriever = Retriever(self.store, self._embedder)
+        self._recalls: dict[Tenant, dict[int, int]] = {}
+        self._recall_lock = threading.Lock()
+        self._retriever.on_recall = self._note_recall
+        self.llm = llm
+        self._processor: Processor | None = None
+        self._worker: _Worker | None = None
+        notes = self.config.notes
+        if notes.enabled:
+            extractor, relator = self._semantic_parts(llm)
+            self._processor = Processor(self.store, self._embedder, extractor=extractor, relator=relator,
+                                        batch_size=notes.batch_size, max_attempts=notes.max_attempts)
+            if notes.background:
+                self._worker = _Worker(self._processor)
+                if self.store.pending_count() > 0:  # resume work a previous process left
+                    self._worker.wake()
+
+    def _semantic_parts(self, llm: "LLM | None") -> tuple[Any, Any]:
+        if self.config.notes.extractor != "llm":
+            return None, None
+        from .semantic.llm import LLMExtractor, LLMRelator
+
+        if llm is None:
+            from .providers.llm import LLMConfig
+
+            llm_cfg = LLMConfig.from_env()
+            if llm_cfg is None:
+                from .errors import ConfigError
+
+                raise ConfigError("notes extractor 'llm' needs an LLM: pass llm= or set MEMSTRATA_LLM_BASE_URL "
+                                  "and MEMSTRATA_LLM_MODEL")
+            llm = llm_cfg.build()
+        self.llm = llm
+        return LLMExtractor(llm), LLMRelator(llm, self.store)
 
     # -- plumbing ----------------------------------------------------------------
     def __enter__(self) -> "Memory":
@@ -84,7 +125,30 @@ class Memory:
         self.close()
 
     def close(self) -> None:
+        """Stop the background worker (it finishes its current batch; the rest stays
+        queued for the next run), save recall counts, close the store."""
+        if self._worker is not None:
+            self._worker.stop()
+        self._flush_recalls()
         self.store.close()
+
+    def _note_recall(self, tenant: Tenant, keys: list[int]) -> None:
+        with self._recall_lock:
+            counts = self._recalls.setdefault(tenant, {})
+            for k in keys:
+                counts[k] = counts.get(k, 0) + 1
+            pending = sum(len(c) for c in self._recalls.values())
+        if pending >= 512:
+            self._flush_recalls()
+
+    def _flush_recalls(self) -> None:
+        with self._recall_lock:
+            batches, self._recalls = self._recalls, {}
+        for tenant, counts in batches.items():
+            try:
+                self.store.record_recalls(tenant, counts, now())
+            except Exception as exc:  # noqa: BLE001 - reinforcement is best effort, never fails a read
+                log.warning("could not record note recalls: %s", exc)
 
     @property
     def embedder(self) -> "Embedder | None":
@@ -122,6 +186,7 @@ class Memory:
         agent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         namespace: str | None = None,
+        wait: bool = False,
     ) -> list[Episode]:
         """Store messages verbatim as episodes of one session and index them at once.
 
@@ -129,7 +194,9 @@ class Memory:
         of them (``role``, ``content``, optional ``name`` for the speaker and
         ``timestamp`` to override the call's). Without ``session_id`` the call opens a
         new session; with one, turns are appended to it. ``timestamp`` is the event time
-        (default: now). Returns the stored episodes."""
+        (default: now). Returns the stored episodes as soon as they are durable and
+        searchable; notes are derived afterwards in the background, or before returning
+        with ``wait=True``."""
         tenant = self._tenant(user_id, namespace)
         drafts = normalize_messages(
             messages, session_id=session_id, agent_id=agent_id, timestamp=timestamp,
@@ -137,7 +204,13 @@ class Memory:
         )
         vectors = self._vectors(drafts)
         model_id = self._embedder.model_id if self._embedder is not None else None
-        return self.store.add_episodes(tenant, drafts, vectors, model_id)
+        stored = self.store.add_episodes(tenant, drafts, vectors, model_id, enqueue=self._processor is not None)
+        if self._processor is not None:
+            if wait:
+                self._processor.process_tenant(tenant)
+            elif self._worker is not None:
+                self._worker.wake()
+        return stored
 
     def delete(self, episode_ids: str | Iterable[str], *, user_id: str, namespace: str | None = None) -> int:
         """Delete episodes by id (and all data derived from them). A single id that does
@@ -264,6 +337,108 @@ class Memory:
             return variant
         return RetrievalConfig.preset(variant)
 
+    # -- semantic memory ---------------------------------------------------------
+    def process(self, *, user_id: str | None = None, namespace: str | None = None,
+                progress: Any = None) -> ProcessReport:
+        """Derive notes for every pending episode now (one user, or all users of the
+        store) and return what changed. Safe to run while a background worker or
+        another process does the same: no episode is processed twice."""
+        if self._processor is None:
+            from .errors import ConfigError
+
+            raise ConfigError("notes are disabled in this memory's config (notes.enabled=False)")
+        tenant = self._tenant(user_id, namespace) if user_id is not None else None
+        return self._processor.run(tenant, progress=progress)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the background worker has nothing left to do (True) or the
+        timeout passes (False)."""
+        return True if self._worker is None else self._worker.wait_idle(timeout)
+
+    def pending(self, *, user_id: str | None = None, namespace: str | None = None) -> int:
+        """Episodes waiting for note processing."""
+        return self.store.pending_count(self._tenant(user_id, namespace) if user_id is not None else None)
+
+    def notes(self, *, user_id: str, status: str | None = None, limit: int = 100, offset: int = 0,
+              namespace: str | None = None) -> list[Note]:
+        """Derived notes, newest first; ``status`` active, superseded or None for all."""
+        tenant = self._tenant(user_id, namespace)
+        if status not in (None, "active", "superseded"):
+            raise InvalidInputError(f"status must be active, superseded or None, not {status!r}")
+        _check_int(limit, "limit", 1, 100_000)
+        _check_int(offset, "offset", 0, 10**12)
+        return self.store.get_notes(tenant, status=status, limit=limit, offset=offset)
+
+    def note(self, note_id: str, *, user_id: str, namespace: str | None = None) -> Note:
+        tenant = self._tenant(user_id, namespace)
+        if not isinstance(note_id, str):
+            raise InvalidInputError(f"note_id must be a string, got {type(note_id).__name__}")
+        found = self.store.get_notes(tenant, [note_id])
+        if not found:
+            raise NotFoundError(f"no note {note_id!r} for user {tenant.user_id!r}")
+        return found[0]
+
+    def notes_for(self, episode_id: str, *, user_id: str, namespace: str | None = None) -> list[Note]:
+        """The notes derived from one episode."""
+        self.get(episode_id, user_id=user_id, namespace=namespace)
+        return self.store.notes_of_episode(self._tenant(user_id, namespace), episode_id)
+
+    def links(self, note_id: str, *, user_id: str, namespace: str | None = None) -> list[Link]:
+        """Links from and to a note."""
+        self.note(note_id, user_id=user_id, namespace=namespace)
+        return self.store.note_links(self._tenant(user_id, namespace), note_id)
+
+    def history(self, note_id: str, *, user_id: str, namespace: str | None = None) -> list[NoteChange]:
+        """Every change to a note, oldest first (kept after the note is forgotten or
+        deleted, without its text)."""
+        tenant = self._tenant(user_id, namespace)
+        if not isinstance(note_id, str):
+            raise InvalidInputError(f"note_id must be a string, got {type(note_id).__name__}")
+        changes = self.store.note_history(tenant, note_id)
+        if not changes:
+            raise NotFoundError(f"no note {note_id!r} for user {tenant.user_id!r}")
+        return changes
+
+    def summary(self, *, user_id: str, session_id: str | None = None, namespace: str | None = None) -> Summary:
+        """The user's summary, or one session's (rebuilt as notes are processed)."""
+        tenant = self._tenant(user_id, namespace)
+        found = [s for s in self.store.get_summaries(tenant, session_id) if s.session_id == session_id]
+        if not found and self._processor is not None and self.store.stats(tenant).episodes:
+            self._processor.rebuild_summaries(tenant, None if session_id is None else {session_id})
+            found = [s for s in self.store.get_summaries(tenant, session_id) if s.session_id == session_id]
+        if not found:
+            what = f"session {session_id!r}" if session_id else "any notes"
+            raise NotFoundError(f"no summary: user {tenant.user_id!r} has no {what}")
+        return found[0]
+
+    def retention(self, *, user_id: str, as_of: Any = None, namespace: str | None = None) -> dict[str, float]:
+        """Retention (forgetting curve, semantic/retention.py) of every note, by note id."""
+        tenant = self._tenant(user_id, namespace)
+        self._flush_recalls()
+        snap = self.store.note_snapshot(tenant, None)
+        when = to_micros(_opt_time(as_of, "as_of") or now())
+        r = retention_at(when, snap.reinforced, snap.importance, snap.recall_count,
+                         base_days=self.config.notes.retention_days)
+        return {snap.ids[i]: float(r[i]) for i in range(snap.size)}
+
+    def forget(self, *, user_id: str, threshold: float = 0.05, as_of: Any = None, dry_run: bool = False,
+               namespace: str | None = None) -> list[str]:
+        """Prune derived notes whose retention at ``as_of`` is below ``threshold``.
+        Episodes are never removed here (only ``delete``/``erase`` remove them).
+        Returns the ids of the notes pruned (or that would be, with ``dry_run``)."""
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise InvalidInputError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+        tenant = self._tenant(user_id, namespace)
+        scores = self.retention(user_id=user_id, as_of=as_of, namespace=namespace)
+        doomed = [i for i, r in scores.items() if r < threshold]
+        if doomed and not dry_run:
+            snap = self.store.note_snapshot(tenant, None)
+            key_of = {snap.ids[i]: int(snap.keys[i]) for i in range(snap.size)}
+            self.store.forget_notes(tenant, [key_of[i] for i in doomed], f"retention below {threshold}")
+            if self._processor is not None:
+                self._processor.rebuild_summaries(tenant)
+        return doomed
+
     # -- export / import ---------------------------------------------------------
     def export(self, path: str | os.PathLike[str], *, user_id: str | None = None,
                namespace: str | None = None) -> int:
@@ -325,6 +500,57 @@ class Memory:
         if todo:
             out[todo] = self._vectors([rows[i][0] for i in todo])
         return out, current
+
+
+class _Worker:
+    """The background note processor: one daemon thread, woken by ``add``."""
+
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        with self._guard:
+            if self._stop.is_set():
+                return
+            self._idle.clear()
+            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="memstrata-notes", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                report = self._processor.run(stop=self._stop)
+                self.last_error = report.errors[-1] if report.errors else None
+            except Exception as exc:  # noqa: BLE001 - the worker must survive; episodes are safe
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("background note processing failed: %s", exc)
+            with self._guard:
+                if not self._wake.is_set():
+                    self._idle.set()
+        self._idle.set()
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        return self._idle.wait(timeout)
+
+    def stop(self) -> None:
+        with self._guard:
+            self._stop.set()
+            self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _check_int(value: Any, name: str, lo: int, hi: int) -> None:

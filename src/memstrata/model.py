@@ -108,26 +108,85 @@ class Stats:
     store_bytes: int | None
 
 
-# Notes and Links: semantic memory derived from episodes. The schema reserves their
-# tables now; the extraction pipeline that fills them is a separate stage (issue #3).
+# Semantic memory derived from episodes (notes, links, history, summaries).
+NoteStatus = Literal["active", "superseded", "forgotten"]
+LinkKind = Literal["related", "updates", "contradicts", "elaborates"]
+LINK_KINDS: frozenset[str] = frozenset({"related", "updates", "contradicts", "elaborates"})
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
+    """An atomic fact derived from one or more episodes (A-MEM's note: content, context,
+    keywords, tags), with provenance and a validity interval in event time.
+
+    ``valid_from``/``valid_to``: when the fact held in the conversation's world
+    (``valid_to`` is set when a newer note updates or contradicts it). ``created_at``:
+    when memstrata derived it (system time). ``subject``/``slot``/``value``: the
+    attribute the fact states (e.g. "Alice" / "residence" / "Berlin") when the extractor
+    recognised one; notes with the same subject and slot supersede each other."""
+
     id: str
     namespace: str
     user_id: str
     content: str
     source_episode_ids: tuple[str, ...]
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
+    session_ids: tuple[str, ...] = ()
+    context: str = ""
     keywords: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    status: Literal["active", "superseded", "deleted"] = "active"
+    entities: tuple[str, ...] = ()
+    subject: str | None = None
+    slot: str | None = None
+    value: str | None = None
+    importance: float = 0.5
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    status: NoteStatus = "active"
+    superseded_by: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    recall_count: int = 0
+    last_recalled: datetime | None = None
+    extractor: str = ""
+
+    def valid_at(self, when: datetime) -> bool:
+        """Whether the fact held at ``when`` (event time)."""
+        if self.valid_from is not None and when < self.valid_from:
+            return False
+        return self.valid_to is None or when < self.valid_to
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
+    """A typed edge between two notes of one tenant: ``source`` relates to ``target``
+    (``updates``: source is the newer value of target's attribute)."""
+
     source_id: str
     target_id: str
-    kind: Literal["related", "updates", "contradicts", "elaborates"]
-    weight: float = 1.0
+    kind: LinkKind
     reason: str = ""
+    weight: float = 1.0
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoteChange:
+    """One entry of a note's history (``Memory.history``). Content-free once the note's
+    sources are deleted: the entry then records only that something was removed."""
+
+    note_id: str
+    at: datetime
+    action: str            # created, merged, superseded, contradicted, linked, forgotten, deleted
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A compact summary of one session (``session_id`` set) or of a user's memory."""
+
+    namespace: str
+    user_id: str
+    session_id: str | None
+    text: str
+    n_notes: int
+    updated_at: datetime

@@ -44,7 +44,17 @@ def parse_variants(spec: str | None) -> list[tuple[str, RetrievalConfig]]:
 class Speed:
     ingest_turns: int = 0
     ingest_s: float = 0.0
+    notes_s: float = 0.0
+    notes: int = 0
     search_ms: list[float] = field(default_factory=list)
+
+    def process(self, mem: Any) -> None:
+        """Derive notes for everything just ingested; timed as part of ingest."""
+        if mem.config.notes.enabled:
+            t0 = time.perf_counter()
+            report = mem.process()
+            self.notes_s += time.perf_counter() - t0
+            self.notes += report.notes_created
 
     @contextmanager
     def ingest(self, turns: int) -> Iterator[None]:
@@ -62,6 +72,8 @@ class Speed:
     def report(self) -> dict[str, float]:
         return {
             "ingest_turns_per_s": round(self.ingest_turns / self.ingest_s, 1) if self.ingest_s else 0.0,
+            "notes_share_of_ingest": round(self.notes_s / self.ingest_s, 3) if self.ingest_s else 0.0,
+            "notes_per_turn": round(self.notes / self.ingest_turns, 3) if self.ingest_turns else 0.0,
             "search_ms_p50": round(percentile(self.search_ms, 50), 2),
             "search_ms_p95": round(percentile(self.search_ms, 95), 2),
         }

@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..config import EmbedConfig, MemoryConfig
+from ..config import EmbedConfig, MemoryConfig, NotesConfig
 from ..errors import InvalidFileError
 from ..memory import Memory
 from ..timeutil import parse_time
@@ -48,6 +48,7 @@ def run(
     limit: int | None = None,
     variants: str | None = None,
     embed: EmbedConfig | None = None,
+    notes: bool = True,
     context_tokens: int = 2000,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def run(
         for ci, conv in enumerate(data):
             if done >= budget:
                 break
-            config = MemoryConfig(retrieval=named[0][1], embed=embed)
+            config = MemoryConfig(retrieval=named[0][1], embed=embed,
+                                  notes=NotesConfig(enabled=notes, background=False))
             with Memory(Path(tmp) / f"c{ci}.db", config=config, embedder=embedder or False) as mem:
                 dia_ids, last_time = _ingest(mem, conv["conversation"], speed)
                 for qa in conv["qa"]:
@@ -136,6 +138,7 @@ def _ingest(mem: Memory, conv: dict[str, Any], speed: Speed) -> tuple[dict[str, 
                     if did:
                         dia_ids[did[0]] = ep.id
             last_time = when if last_time is None or when > last_time else last_time
+        speed.process(mem)
     return dia_ids, last_time
 
 

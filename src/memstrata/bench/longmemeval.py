@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..config import EmbedConfig, MemoryConfig
+from ..config import EmbedConfig, MemoryConfig, NotesConfig
 from ..errors import InvalidFileError
 from ..memory import Memory
 from ..timeutil import parse_time
@@ -31,6 +31,7 @@ def run(
     limit: int | None = None,
     variants: str | None = None,
     embed: EmbedConfig | None = None,
+    notes: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     data = load_json(path)
@@ -46,7 +47,8 @@ def run(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memstrata-lme-") as tmp:
         for qi, q in enumerate(questions):
-            config = MemoryConfig(retrieval=named[0][1], embed=embed)
+            config = MemoryConfig(retrieval=named[0][1], embed=embed,
+                                  notes=NotesConfig(enabled=notes, background=False))
             with Memory(Path(tmp) / f"q{qi}.db", config=config, embedder=embedder or False) as mem:
                 turn_ids, skipped = _ingest(mem, q, speed)
                 skipped_empty += skipped
@@ -63,7 +65,12 @@ def run(
                     turns = search("turn")
                     ranked_sessions = list(dict.fromkeys(h.session_id for h in sessions))
                     ranked_turns = [h.episode_id for h in turns]
-                    per_variant[name].append(_score(q, ranked_sessions, evidence_sessions, ranked_turns, evidence_turns))
+                    row = _score(q, ranked_sessions, evidence_sessions, ranked_turns, evidence_turns)
+                    if q["question_type"] == "knowledge-update" and len(evidence_sessions) >= 2:
+                        deep = [h.session_id for h in mem.search(q["question"], user_id="u", k=50, unit="session",
+                                                                 as_of=as_of, variant=cfg)]
+                        row["ku_newest_first"] = newest_first(deep, q)
+                    per_variant[name].append(row)
             (Path(tmp) / f"q{qi}.db").unlink(missing_ok=True)
             if progress:
                 progress(qi + 1, len(questions))
@@ -107,7 +114,20 @@ def _ingest(mem: Memory, q: dict[str, Any], speed: Speed) -> tuple[dict[tuple[st
                              user_id="u", session_id=sid, timestamp=parse_time(date, what="haystack date"))
             for (i, _), ep in zip(kept, stored):
                 turn_ids.setdefault((sid, i), ep.id)
+        speed.process(mem)
     return turn_ids, skipped
+
+
+def newest_first(ranked_sessions: list[str], q: dict[str, Any]) -> float:
+    """1.0 when the newest evidence session (by date) ranks above every older one.
+    For knowledge-update questions: the current fact before the one it replaced."""
+    dates = {sid: parse_time(d, what="haystack date") for sid, d in zip(q["haystack_session_ids"], q["haystack_dates"])}
+    evidence = sorted(q["answer_session_ids"], key=lambda s: dates[s])
+    rank = {sid: i for i, sid in enumerate(ranked_sessions)}
+    newest = rank.get(evidence[-1])
+    if newest is None:
+        return 0.0
+    return float(all(rank.get(s, 10**9) > newest for s in evidence[:-1]))
 
 
 def _answer_turns(q: dict[str, Any]) -> list[tuple[str, int]]:
@@ -140,6 +160,9 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["turn_n"] = len(with_turns)
     out["turn_recall_all@10"] = mean([r["turn_recall_all@10"] for r in with_turns])
     out["turn_recall_any@10"] = mean([r["turn_recall_any@10"] for r in with_turns])
+    ku = [r["ku_newest_first"] for r in rows if "ku_newest_first" in r]
+    out["ku_n"] = len(ku)
+    out["ku_newest_first"] = mean(ku)
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_type[r["type"]].append(r)

@@ -52,6 +52,25 @@ def lexical_terms(text: str) -> list[str]:
     return list(seen)
 
 
+_SUFFIXES = ("ings", "ing", "ers", "ies", "ied", "ed", "er", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper for matching concepts ("camped", "camping" -> "camp").
+    Deliberately conservative: words of 4 letters or fewer are kept whole."""
+    if len(word) <= 4 or word.isdigit():
+        return word
+    for suf in _SUFFIXES:
+        if word.endswith(suf) and len(word) - len(suf) >= 3:
+            base = word[: -len(suf)]
+            if suf in ("ies", "ied"):
+                return base + "y"
+            if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "lsz":
+                base = base[:-1]  # running -> run, shopped -> shop
+            return base
+    return word
+
+
 @dataclass(frozen=True, slots=True)
 class QueryPlan:
     text: str                       # the original query (embedded as is)

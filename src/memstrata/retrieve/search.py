@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +29,9 @@ from ..model import Episode, Hit, Unit
 from ..store.base import Snapshot, Store, Tenant
 from ..timeutil import to_micros
 from .fuse import group_best, relative, rrf, top_indexes
-from .query import QueryPlan, analyse, lexical_terms
+from ..semantic.retention import retention_at
+from .notes import NoteIndex
+from .query import QueryPlan, analyse, lexical_terms, stem
 
 if TYPE_CHECKING:
     from ..providers.embed import Embedder
@@ -98,6 +101,8 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self._cache: OrderedDict[Tenant, TenantIndex] = OrderedDict()
+        self._note_cache: OrderedDict[Tenant, tuple[int, NoteIndex]] = OrderedDict()
+        self.on_recall: Callable[[Tenant, list[int]], None] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -119,9 +124,24 @@ class Retriever:
                 self._cache.popitem(last=False)
         return built
 
+    def note_index(self, tenant: Tenant, idx: TenantIndex) -> NoteIndex:
+        with self._lock:
+            cached = self._note_cache.get(tenant)
+            if cached is not None and cached[0] == idx.snap.revision:
+                self._note_cache.move_to_end(tenant)
+                return cached[1]
+        built = NoteIndex.build(self.store.note_snapshot(tenant, self.model_id), idx.key_row)
+        with self._lock:
+            self._note_cache[tenant] = (idx.snap.revision, built)
+            self._note_cache.move_to_end(tenant)
+            while len(self._note_cache) > _CACHE_TENANTS:
+                self._note_cache.popitem(last=False)
+        return built
+
     def forget(self, tenant: Tenant) -> None:
         with self._lock:
             self._cache.pop(tenant, None)
+            self._note_cache.pop(tenant, None)
 
     def search(
         self, tenant: Tenant, query: str, *, k: int, unit: Unit, cfg: RetrievalConfig,
@@ -136,7 +156,25 @@ class Retriever:
                        find_time=cfg.time_mode != "off", strip_time_words=cfg.strip_time_words,
                        drop_speaker_terms=cfg.drop_speaker_terms)
         ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
-        return _assemble(self.store, tenant, idx, ranking, unit, k)
+        hits, rows = _assemble(self.store, tenant, idx, ranking, unit, k, cfg.diversity)
+        if self.on_recall is not None and ranking.note_scores is not None and rows:
+            self._report_recalls(tenant, idx, ranking.note_scores, rows)
+        return hits
+
+    def _report_recalls(self, tenant: Tenant, idx: TenantIndex, note_scores: np.ndarray, rows: list[int]) -> None:
+        """Notes that matched the query and come from a returned unit were recalled:
+        the forgetting curve reinforces them (MemoryBank)."""
+        with self._lock:
+            cached = self._note_cache.get(tenant)
+        if cached is None or self.on_recall is None or cached[1].snap.size != len(note_scores):
+            return
+        nidx = cached[1]
+        wanted = np.zeros(idx.snap.size, bool)
+        wanted[rows] = True
+        pairs = wanted[nidx.episode_of] & (note_scores[nidx.note_of] > 0)
+        keys = nidx.snap.keys[np.unique(nidx.note_of[pairs])]
+        if len(keys):
+            self.on_recall(tenant, [int(k) for k in keys])
 
     # -- ranking ---------------------------------------------------------------
     def _rank(
@@ -170,6 +208,9 @@ class Retriever:
             sims = snap.vectors @ query_vec
             order = top_indexes(sims + 2.0, cfg.candidates, mask[snap.vector_rows])
             turn_lists.append(("dense", snap.vector_rows[order], sims[order], w_dense))
+        recalled: np.ndarray | None = None
+        if cfg.notes_weight or cfg.graph_weight:
+            recalled = self._note_lists(tenant, idx, plan, cfg, query_vec, mask, as_of, turn_lists)
         expansion: list[str] = []
         if cfg.prf_terms and cfg.session_lexical and plan.terms and turn_lists:
             expansion = self._feedback_terms(tenant, idx, plan, turn_lists, cfg.prf_terms)
@@ -208,7 +249,61 @@ class Retriever:
             turn_score = np.where(spoken, turn_score * (1 + cfg.speaker_boost), turn_score)
         turn_score = np.where(turn_score > 0, turn_score + cfg.session_prior * session_score[idx.row_session], 0.0)
         ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _, _ in turn_lists}
-        return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks)
+        return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks,
+                       recalled)
+
+    def _note_lists(
+        self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan, cfg: RetrievalConfig,
+        query_vec: np.ndarray | None, mask: np.ndarray, as_of: datetime,
+        turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]],
+    ) -> np.ndarray | None:
+        """Add the ``notes`` and ``graph`` lists (see retrieve/notes.py); demote turns
+        whose every note was superseded before ``as_of``. Returns note scores."""
+        nidx = self.note_index(tenant, idx)
+        notes = nidx.snap
+        if notes.size == 0:
+            return None
+        validity = nidx.validity(to_micros(as_of), cfg.superseded_factor)
+        lists: list[tuple[np.ndarray, np.ndarray, float]] = []
+        if plan.terms:
+            row_of = {int(k): i for i, k in enumerate(notes.keys)}
+            found = [(row_of[k], sc) for k, sc in self.store.lexical_notes(tenant, plan.terms, limit=cfg.candidates)
+                     if k in row_of]
+            lists.append((np.array([r for r, _ in found], np.int64), np.array([sc for _, sc in found]), 1.0))
+        if query_vec is not None and notes.vectors.size:
+            sims = notes.vectors @ query_vec
+            order = top_indexes(sims + 2.0, cfg.candidates)
+            lists.append((notes.vector_rows[order], sims[order], 1.0))
+        raw_score = relative(notes.size, lists)
+        note_score = raw_score * validity
+        if cfg.retention_weight:
+            kept = retention_at(to_micros(as_of), notes.reinforced, notes.importance, notes.recall_count,
+                                base_days=cfg.retention_days)
+            note_score *= (1.0 - cfg.retention_weight) + cfg.retention_weight * kept
+        if cfg.notes_weight:
+            ep = nidx.to_episodes(note_score, idx.snap.size) * mask
+            rows = top_indexes(ep, cfg.candidates, ep > 0)
+            turn_lists.append(("notes", rows, ep[rows], cfg.notes_weight))
+        if cfg.graph_weight:
+            seeds = nidx.concept_seeds(tuple(stem(t) for t in plan.terms))
+            top = top_indexes(note_score, cfg.graph_seed_notes, note_score > 0)
+            if len(top) and seeds.sum() > 0:
+                seeds[top] += seeds.sum() * note_score[top] / note_score[top].sum()
+            elif len(top):
+                seeds[top] += note_score[top]
+            pr = nidx.ppr(seeds, damping=cfg.ppr_damping) * validity
+            ep = nidx.to_episodes(pr, idx.snap.size) * mask
+            rows = top_indexes(ep, cfg.candidates, ep > 0)
+            turn_lists.append(("graph", rows, ep[rows], cfg.graph_weight))
+        if cfg.superseded_factor < 1.0 and (validity < 1.0).any():
+            # A turn whose best note for this query was superseded is demoted by the
+            # same factor (a turn can carry a stale fact and a current one).
+            raw = nidx.to_episodes(raw_score, idx.snap.size)
+            kept = nidx.to_episodes(raw_score * validity, idx.snap.size)
+            factor = np.divide(kept, raw, out=np.ones_like(raw), where=raw > 0)
+            for i, (name, rows, scores, w) in enumerate(turn_lists):
+                turn_lists[i] = (name, rows, scores * factor[rows], w)
+        return note_score
 
     def _feedback_terms(self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan,
                         turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]], n: int) -> list[str]:
@@ -240,6 +335,7 @@ class Ranking:
     turn_mask: np.ndarray
     session_mask: np.ndarray
     ranks: dict[str, dict[int, int]]
+    note_scores: np.ndarray | None = None
 
 
 def _time_factors(times: np.ndarray, plan: QueryPlan, cfg: RetrievalConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -269,7 +365,33 @@ def _neighbor_max(scores: np.ndarray, row_session: np.ndarray) -> np.ndarray:
     return np.maximum(prev, nxt)
 
 
-def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, unit: Unit, k: int) -> list[Hit]:
+def _diversify(scores: np.ndarray, mask: np.ndarray, row_session: np.ndarray, depth: int,
+               diversity: float) -> np.ndarray:
+    """Greedy session-diverse top list (MMR, Carbonell & Goldstein 1998, with 'same
+    session' as the redundancy measure): each turn already taken from a session
+    multiplies the scores of that session's other turns by (1 - diversity).
+    Questions that gather facts from many conversations need the spread; a single
+    fact is usually at the top either way."""
+    pool = top_indexes(scores, depth * 5, mask)
+    if len(pool) <= 1:
+        return pool
+    base = scores[pool].astype(np.float64)
+    sess = row_session[pool]
+    taken_per: dict[int, int] = {}
+    chosen: list[int] = []
+    alive = np.ones(len(pool), bool)
+    for _ in range(min(depth, len(pool))):
+        penalty = np.array([(1 - diversity) ** taken_per.get(int(s), 0) for s in sess])
+        adjusted = np.where(alive, base * penalty, -np.inf)
+        j = int(np.argmax(adjusted))
+        chosen.append(int(pool[j]))
+        alive[j] = False
+        taken_per[int(sess[j])] = taken_per.get(int(sess[j]), 0) + 1
+    return np.asarray(chosen, np.int64)
+
+
+def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, unit: Unit,
+              k: int, diversity: float = 0.0) -> tuple[list[Hit], list[int]]:
     snap = idx.snap
     if unit == "session":
         sessions = top_indexes(ranking.session, k, ranking.session_mask)
@@ -281,7 +403,11 @@ def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, 
             best = rows[np.argmax(ranking.turn[rows])]
             groups.append((float(ranking.session[s]), int(best), [int(best)]))
     else:
-        turns = top_indexes(ranking.turn, k if unit == "turn" else k * 4, ranking.turn_mask)
+        depth = k if unit == "turn" else k * 4
+        if diversity > 0:
+            turns = _diversify(ranking.turn, ranking.turn_mask, idx.row_session, depth, diversity)
+        else:
+            turns = top_indexes(ranking.turn, depth, ranking.turn_mask)
         groups = []
         seen_rounds: set[int] = set()
         for r in turns:
@@ -305,7 +431,7 @@ def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, 
             continue
         texts = [episodes[int(snap.keys[r])] for r in text_rows if int(snap.keys[r]) in episodes]
         hits.append(_hit(score, unit, ep, texts, ranking, best))
-    return hits
+    return hits, [r for _, best, text_rows in groups for r in (best, *text_rows)]
 
 
 def _hit(score: float, unit: Unit, ep: Episode, texts: list[Episode], ranking: Ranking, best: int) -> Hit:

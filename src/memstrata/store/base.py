@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..model import Episode, SessionInfo, Stats
+from ..model import Episode, Link, Note, NoteChange, SessionInfo, Stats, Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,82 @@ class Snapshot:
     session_ids: dict[int, str]  # session key -> public session id
     vectors: np.ndarray         # float32 (m, dim), L2-normalised
     vector_rows: np.ndarray     # int64 (m,), index into keys
+
+    @property
+    def size(self) -> int:
+        return int(self.keys.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class NewNote:
+    """A note to insert. ``source_keys`` are episode keys of the same tenant."""
+
+    id: str
+    content: str
+    source_keys: tuple[int, ...]
+    context: str = ""
+    keywords: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+    subject: str | None = None
+    slot: str | None = None
+    value: str | None = None
+    norm: str = ""
+    negated: bool = False
+    importance: float = 0.5
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    status: str = "active"
+    extractor: str = ""
+    vector: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class NoteWrite:
+    """Everything one processing step changes, applied in one transaction: new notes,
+    provenance added to existing notes (merged duplicates), field updates (status,
+    validity), links and history entries (by note id), and the pending episodes the
+    step consumed. ``model_id`` names the vectors of ``new``."""
+
+    new: list[NewNote] = field(default_factory=list)
+    add_sources: list[tuple[str, int]] = field(default_factory=list)       # (note id, episode key)
+    updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (note id, column -> value)
+    links: list[tuple[str, str, str, str]] = field(default_factory=list)     # (source id, target id, kind, reason)
+    history: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (note id, action, detail)
+    done: list[int] = field(default_factory=list)                            # pending episode keys consumed
+    model_id: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.add_sources or self.updates or self.links or self.history or self.done)
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSnapshot:
+    """Column arrays of one tenant's notes (no text) for ranking, graph recall and
+    evolution. Row order is note key order (creation order)."""
+
+    revision: int
+    keys: np.ndarray             # int64 note keys
+    ids: tuple[str, ...]
+    active: np.ndarray           # bool
+    valid_from: np.ndarray       # int64 micros; INT64_MIN when open
+    valid_to: np.ndarray         # int64 micros; INT64_MAX when open
+    importance: np.ndarray       # float64
+    recall_count: np.ndarray     # int64
+    reinforced: np.ndarray       # int64 micros: last recall, else the newest source's event time
+    subjects: tuple[str | None, ...]
+    slots: tuple[str | None, ...]
+    values: tuple[str | None, ...]
+    norms: tuple[str, ...]
+    negated: np.ndarray          # bool
+    entities: tuple[tuple[str, ...], ...]
+    keywords: tuple[tuple[str, ...], ...]
+    source_ptr: np.ndarray       # CSR: sources of row i are source_keys[source_ptr[i]:source_ptr[i+1]]
+    source_keys: np.ndarray      # int64 episode keys
+    vectors: np.ndarray          # float32 (m, dim)
+    vector_rows: np.ndarray      # int64 (m,)
+    links: np.ndarray            # int64 (l, 2) rows (source, target)
+    link_kinds: tuple[str, ...]
 
     @property
     def size(self) -> int:
@@ -143,5 +219,59 @@ class Store(Protocol):
     def stats(self, tenant: Tenant | None, namespace: str | None = None) -> Stats: ...
 
     def tenants(self, namespace: str | None = None) -> list[Tenant]: ...
+
+    # -- semantic memory ---------------------------------------------------------
+    def pending_tenants(self) -> list[Tenant]:
+        """Tenants with episodes still waiting for note processing."""
+        ...
+
+    def pending_episodes(self, tenant: Tenant, *, limit: int,
+                         max_attempts: int | None = None) -> list[tuple[int, Episode]]:
+        """The oldest unprocessed episodes of the tenant as (episode key, episode),
+        skipping those that already failed ``max_attempts`` times."""
+        ...
+
+    def pending_count(self, tenant: Tenant | None = None) -> int: ...
+
+    def mark_pending_failed(self, tenant: Tenant, keys: Sequence[int], error: str) -> None:
+        """Record a failed processing attempt; the episodes stay queued."""
+        ...
+
+    def apply_notes(self, tenant: Tenant, write: NoteWrite) -> dict[str, int]:
+        """Apply one processing step atomically; returns note id -> key for new notes.
+        Sources or pending keys that no longer exist (deleted meanwhile) are skipped."""
+        ...
+
+    def note_snapshot(self, tenant: Tenant, model_id: str | None) -> NoteSnapshot: ...
+
+    def get_notes(self, tenant: Tenant, note_ids: Sequence[str] | None = None, *,
+                  keys: Sequence[int] | None = None, status: str | None = None,
+                  limit: int = 100, offset: int = 0) -> list[Note]:
+        """Notes by id or key (any status), or a page of all notes (newest first)."""
+        ...
+
+    def notes_of_episode(self, tenant: Tenant, episode_id: str) -> list[Note]: ...
+
+    def lexical_notes(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
+        """BM25 over note content and keywords: (note key, score), best first."""
+        ...
+
+    def note_links(self, tenant: Tenant, note_id: str) -> list[Link]: ...
+
+    def note_history(self, tenant: Tenant, note_id: str) -> list[NoteChange]: ...
+
+    def record_recalls(self, tenant: Tenant, counts: dict[int, int], at: datetime) -> None:
+        """Add recall counts to notes (reinforcement for the forgetting curve)."""
+        ...
+
+    def forget_notes(self, tenant: Tenant, keys: Sequence[int], reason: str) -> int:
+        """Remove derived notes (never episodes); history keeps a content-free entry."""
+        ...
+
+    def put_summaries(self, tenant: Tenant, rows: Sequence[tuple[str | None, str, int]]) -> None:
+        """Replace summaries: (session id or None for the user's, text, note count)."""
+        ...
+
+    def get_summaries(self, tenant: Tenant, session_id: str | None = None) -> list[Summary]: ...
 
     def close(self) -> None: ...

@@ -109,6 +109,118 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source_key, target_key, kind)
     ) WITHOUT ROWID;
     """,
+    # 2: semantic memory. The reserved note tables of migration 1 were never written,
+    #    so they are replaced rather than altered. A pending row per episode is the
+    #    durable queue of background work (written in the same transaction as the
+    #    episode, removed in the same transaction as the notes derived from it).
+    f"""
+    DROP TABLE links;
+    DROP TABLE note_sources;
+    DROP TABLE notes;
+
+    CREATE TABLE notes (
+        key           INTEGER PRIMARY KEY,
+        id            TEXT NOT NULL UNIQUE,
+        namespace     TEXT NOT NULL,
+        user_id       TEXT NOT NULL,
+        scope         TEXT NOT NULL,
+        content       TEXT NOT NULL,
+        context       TEXT NOT NULL DEFAULT '',
+        keywords      TEXT NOT NULL DEFAULT '',
+        tags          TEXT NOT NULL DEFAULT '[]',
+        entities      TEXT NOT NULL DEFAULT '[]',
+        subject       TEXT,
+        slot          TEXT,
+        value         TEXT,
+        norm          TEXT NOT NULL,
+        negated       INTEGER NOT NULL DEFAULT 0,
+        importance    REAL NOT NULL DEFAULT 0.5,
+        valid_from    INTEGER,
+        valid_to      INTEGER,
+        status        TEXT NOT NULL DEFAULT 'active',
+        superseded_by INTEGER REFERENCES notes(key) ON DELETE SET NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        recall_count  INTEGER NOT NULL DEFAULT 0,
+        last_recalled INTEGER,
+        extractor     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX notes_tenant ON notes (namespace, user_id, status);
+    CREATE INDEX notes_slot ON notes (namespace, user_id, subject, slot);
+
+    CREATE VIRTUAL TABLE notes_fts USING fts5(
+        content, keywords, scope, content='notes', content_rowid='key', tokenize='{_TOKENIZE}'
+    );
+    CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN
+        INSERT INTO notes_fts(rowid, content, keywords, scope) VALUES (new.key, new.content, new.keywords, new.scope);
+    END;
+    CREATE TRIGGER notes_ad AFTER DELETE ON notes BEGIN
+        INSERT INTO notes_fts(notes_fts, rowid, content, keywords, scope)
+        VALUES ('delete', old.key, old.content, old.keywords, old.scope);
+    END;
+    CREATE TRIGGER notes_au AFTER UPDATE OF content, keywords ON notes BEGIN
+        INSERT INTO notes_fts(notes_fts, rowid, content, keywords, scope)
+        VALUES ('delete', old.key, old.content, old.keywords, old.scope);
+        INSERT INTO notes_fts(rowid, content, keywords, scope) VALUES (new.key, new.content, new.keywords, new.scope);
+    END;
+
+    CREATE TABLE note_sources (
+        note_key    INTEGER NOT NULL REFERENCES notes(key) ON DELETE CASCADE,
+        episode_key INTEGER NOT NULL REFERENCES episodes(key) ON DELETE CASCADE,
+        PRIMARY KEY (note_key, episode_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX note_sources_episode ON note_sources (episode_key);
+
+    CREATE TABLE note_vectors (
+        note_key INTEGER PRIMARY KEY REFERENCES notes(key) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        vec      BLOB NOT NULL
+    );
+
+    CREATE TABLE links (
+        source_key INTEGER NOT NULL REFERENCES notes(key) ON DELETE CASCADE,
+        target_key INTEGER NOT NULL REFERENCES notes(key) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,
+        weight     REAL NOT NULL DEFAULT 1.0,
+        reason     TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (source_key, target_key, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX links_target ON links (target_key);
+
+    CREATE TABLE note_history (
+        key       INTEGER PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        user_id   TEXT NOT NULL,
+        note_id   TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        action    TEXT NOT NULL,
+        detail    TEXT NOT NULL DEFAULT '{{}}'
+    );
+    CREATE INDEX note_history_note ON note_history (note_id);
+    CREATE INDEX note_history_tenant ON note_history (namespace, user_id);
+
+    CREATE TABLE pending (
+        episode_key INTEGER PRIMARY KEY REFERENCES episodes(key) ON DELETE CASCADE,
+        namespace   TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT
+    );
+    CREATE INDEX pending_tenant ON pending (namespace, user_id, episode_key);
+
+    CREATE TABLE summaries (
+        namespace   TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        session_key INTEGER NOT NULL,   -- 0: the user's summary
+        text        TEXT NOT NULL,
+        n_notes     INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (namespace, user_id, session_key)
+    ) WITHOUT ROWID;
+
+    INSERT INTO pending (episode_key, namespace, user_id) SELECT key, namespace, user_id FROM episodes;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -33,6 +33,7 @@ from ..model import Episode, SessionInfo, Stats
 from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
 from .migrations import LATEST, MIGRATIONS
+from .sqlite_notes import NotesMixin
 
 _EP_COLS = (
     "e.key, e.id, e.namespace, e.user_id, e.agent_id, s.session_id, e.position, e.role, "
@@ -51,7 +52,7 @@ def scope_token(tenant: Tenant) -> str:
     return "zt" + digest.hexdigest()
 
 
-class SQLiteStore:
+class SQLiteStore(NotesMixin):
     """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0,
@@ -143,6 +144,8 @@ class SQLiteStore:
         drafts: Sequence[EpisodeDraft],
         vectors: np.ndarray | None = None,
         model_id: str | None = None,
+        *,
+        enqueue: bool = True,
     ) -> list[Episode]:
         if not drafts:
             return []
@@ -176,6 +179,7 @@ class SQLiteStore:
                     content=draft.content, event_time=draft.event_time, ingest_time=draft.ingest_time,
                     speaker=draft.speaker, agent_id=draft.agent_id, metadata=draft.metadata,
                 ))
+            first_key = c.execute("SELECT COALESCE(MAX(key), 0) FROM episodes").fetchone()[0]
             try:
                 c.executemany(
                     "INSERT INTO episodes (id, namespace, user_id, agent_id, session_key, position, role, "
@@ -187,6 +191,12 @@ class SQLiteStore:
                 raise StoreError(f"add failed: an episode id or (session, position) already exists ({exc})") from exc
             if vectors is not None and model_id is not None:
                 self._store_vectors(c, [d.id for d in drafts], vectors, model_id)
+            if enqueue:  # background note processing; same transaction as the episodes
+                c.execute(
+                    "INSERT INTO pending (episode_key, namespace, user_id) SELECT key, namespace, user_id "
+                    "FROM episodes WHERE key > ? AND namespace=? AND user_id=?",
+                    (first_key, tenant.namespace, tenant.user_id),
+                )
             for skey in session_keys.values():
                 self._refresh_session(c, skey)
             self._bump(c, tenant)
@@ -256,7 +266,7 @@ class SQLiteStore:
                     f"AND id IN ({','.join('?' * len(chunk))})",
                     (tenant.namespace, tenant.user_id, *chunk),
                 ).fetchall()
-            self._delete_keys(c, [k for k, _ in found])
+            self._delete_keys(c, tenant, [k for k, _ in found])
             for skey in {s for _, s in found}:
                 self._refresh_session(c, skey)
             if found:
@@ -273,7 +283,8 @@ class SQLiteStore:
                 (tenant.namespace, tenant.user_id, session_id))]
         return self.delete_episodes(tenant, ids)
 
-    def _delete_keys(self, c: sqlite3.Connection, keys: list[int]) -> None:
+    def _delete_keys(self, c: sqlite3.Connection, tenant: Tenant, keys: list[int]) -> None:
+        self._cascade_notes(c, tenant, keys)
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
             c.execute(f"DELETE FROM embeddings WHERE episode_key IN ({marks})", chunk)
@@ -287,6 +298,9 @@ class SQLiteStore:
             c.execute("DELETE FROM embeddings WHERE episode_key IN "
                       "(SELECT key FROM episodes WHERE namespace=? AND user_id=?)", key)
             c.execute("DELETE FROM notes WHERE namespace=? AND user_id=?", key)
+            c.execute("DELETE FROM note_history WHERE namespace=? AND user_id=?", key)
+            c.execute("DELETE FROM summaries WHERE namespace=? AND user_id=?", key)
+            c.execute("DELETE FROM pending WHERE namespace=? AND user_id=?", key)
             c.execute("DELETE FROM episodes WHERE namespace=? AND user_id=?", key)
             c.execute("DELETE FROM sessions WHERE namespace=? AND user_id=?", key)
             c.execute("DELETE FROM tenants WHERE namespace=? AND user_id=?", key)
@@ -300,6 +314,7 @@ class SQLiteStore:
         with self._translate("scrub"), self._write() as c:
             c.execute("INSERT INTO episodes_fts(episodes_fts) VALUES ('optimize')")
             c.execute("INSERT INTO sessions_fts(sessions_fts) VALUES ('optimize')")
+            c.execute("INSERT INTO notes_fts(notes_fts) VALUES ('optimize')")
         with self._lock, self._translate("checkpoint"):
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -503,9 +518,21 @@ class SQLiteStore:
             last_time=from_micros(last) if last is not None else None, store_bytes=size,
         )
 
+    def _chunked_keys(self, c: sqlite3.Connection, sql: str, ids: Sequence[Any],
+                      prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return _chunked(c, sql, ids, prefix)
+
     def integrity_check(self) -> str:
         with self._read() as c:
             return str(c.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _chunked(c: sqlite3.Connection, sql: str, ids: Sequence[Any], prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (with one ``{}`` for the IN list) over ``ids`` in chunks."""
+    out: list[tuple[Any, ...]] = []
+    for chunk in _chunks(list(ids)):
+        out += c.execute(sql.format(",".join("?" * len(chunk))), (*prefix, *chunk)).fetchall()
+    return out
 
 
 def _episode(row: Sequence[Any]) -> Episode:

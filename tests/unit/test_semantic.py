@@ -1,0 +1,309 @@
+"""Scenario suite for semantic memory: notes, updates, contradictions, duplicates,
+corrections, time travel, deletions, forgetting, the queue and the worker.
+
+Every test runs on a real SQLite file with the LLM-free rule extractor; each asserts
+the resulting notes, links, validity and history."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memstrata import Memory, MemoryConfig
+from memstrata.config import EmbedConfig, NotesConfig
+from memstrata.errors import NotFoundError
+from memstrata.semantic.extract import RuleExtractor, attribute, informative, split_sentences
+from memstrata.semantic.retention import retention
+
+SYNC = MemoryConfig(embed=EmbedConfig(enabled=False), notes=NotesConfig(background=False))
+
+
+def utc(s: str) -> datetime:
+    return datetime.fromisoformat(s).replace(tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def mem(db_path: Path):
+    with Memory(db_path, config=SYNC) as m:
+        yield m
+
+
+def by_content(m: Memory, user: str = "ana") -> dict[str, object]:
+    return {n.content: n for n in m.notes(user_id=user, limit=1000)}
+
+
+# -- extraction ------------------------------------------------------------------------
+def test_rule_extractor_keeps_informative_first_person_statements() -> None:
+    assert split_sentences("I moved to Berlin. Cool! Do you like it?") == ["I moved to Berlin.", "Cool!", "Do you like it?"]
+    assert informative("I moved to Berlin last year.")
+    assert not informative("Cool!")
+    assert not informative("Do you like it there?")
+    assert not informative("Thanks, that is great")
+    assert attribute("I live in Lisbon now.", "ana") == ("residence", "lisbon")
+    assert attribute("My favorite color is dark blue.", "ana") == ("color", "dark blue")
+    assert attribute("I have 3 cats and a dog.", "ana") == ("cats and", "3") or attribute(
+        "I have 3 cats and a dog.", "ana")[1] == "3"
+
+
+def test_notes_are_attributed_dated_and_point_to_their_source(mem: Memory) -> None:
+    eps = mem.add([{"role": "user", "name": "Ana", "content": "I signed up for a pottery class yesterday. Hi!"},
+                   {"role": "assistant", "content": "That sounds like a lovely hobby to pick up."}],
+                  user_id="ana", timestamp="2023-05-08T10:00:00Z", wait=True)
+    notes = mem.notes(user_id="ana")
+    assert len(notes) == 1, "one informative user sentence; greetings and assistant replies give none"
+    n = notes[0]
+    assert n.content.startswith("Ana: I signed up for a pottery class yesterday")
+    assert "7 May 2023" in n.content          # the relative date, resolved against the turn's time
+    assert n.valid_from == utc("2023-05-07T00:00:00")
+    assert n.source_episode_ids == (eps[0].id,)
+    assert "pottery" in n.keywords and "Ana" in n.entities and n.extractor == "rules/1"
+    assert mem.notes_for(eps[0].id, user_id="ana")[0].id == n.id
+    assert [c.action for c in mem.history(n.id, user_id="ana")] == ["created"]
+    assert mem.pending(user_id="ana") == 0
+
+
+# -- evolution -------------------------------------------------------------------------
+def test_update_closes_the_old_fact_and_links_to_it(mem: Memory) -> None:
+    mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-01-10T00:00:00Z", wait=True)
+    mem.add("I moved to Berlin in March.", user_id="ana", timestamp="2024-03-20T00:00:00Z", wait=True)
+    notes = by_content(mem)
+    old, new = notes["User: I live in Lisbon."], next(n for c, n in notes.items() if "Berlin" in c)
+    assert (old.slot, old.value, new.slot, new.value) == ("residence", "lisbon", "residence", "berlin")
+    assert old.status == "superseded" and new.status == "active"
+    assert old.superseded_by == new.id and old.valid_to == new.valid_from
+    assert old.valid_at(utc("2024-02-01T00:00:00")) and not old.valid_at(utc("2024-06-01T00:00:00"))
+    links = mem.links(new.id, user_id="ana")
+    assert [(l.source_id, l.target_id, l.kind) for l in links] == [(new.id, old.id, "updates")]
+    assert "lisbon -> berlin" in links[0].reason
+    assert [c.action for c in mem.history(old.id, user_id="ana")] == ["created", "superseded"]
+
+
+def test_search_prefers_the_current_fact_and_time_travel_sees_the_old_one(mem: Memory) -> None:
+    mem.add("I work as a nurse at the city hospital.", user_id="ana", timestamp="2023-01-10T00:00:00Z", wait=True)
+    mem.add("I work as a teacher at the city school now.", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    now_hits = mem.search("where do I work?", user_id="ana", as_of="2024-06-01T00:00:00Z")
+    assert "teacher" in now_hits[0].text
+    episodic = mem.search("where do I work?", user_id="ana", as_of="2024-06-01T00:00:00Z", variant="episodic")
+    assert now_hits[0].score / now_hits[1].score > episodic[0].score / episodic[1].score or "teacher" in episodic[0].text
+    then = mem.search("where do I work?", user_id="ana", as_of="2023-06-01T00:00:00Z", end="2023-06-01T00:00:00Z")
+    assert [h.text for h in then] == ["I work as a nurse at the city hospital."]
+    old = next(n for n in mem.notes(user_id="ana") if "nurse" in n.content)
+    assert old.valid_at(utc("2023-06-01T00:00:00")) and not old.valid_at(utc("2024-06-01T00:00:00"))
+
+
+def test_out_of_order_ingest_stores_the_older_statement_as_superseded(mem: Memory) -> None:
+    mem.add("I live in Porto.", user_id="ana", timestamp="2024-05-01T00:00:00Z", wait=True)
+    mem.add("I live in Faro.", user_id="ana", timestamp="2023-05-01T00:00:00Z", wait=True)  # backfilled
+    notes = by_content(mem)
+    porto, faro = notes["User: I live in Porto."], notes["User: I live in Faro."]
+    assert porto.status == "active" and faro.status == "superseded"
+    assert faro.valid_to == porto.valid_from and faro.superseded_by == porto.id
+
+
+def test_contradiction_supersedes_with_a_contradicts_link(mem: Memory) -> None:
+    mem.add("I eat meat every day.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("I don't eat meat anymore.", user_id="ana", timestamp="2024-04-01T00:00:00Z", wait=True)
+    notes = by_content(mem)
+    old, new = notes["User: I eat meat every day."], notes["User: I don't eat meat anymore."]
+    assert old.status == "superseded" and new.status == "active" and old.valid_to == new.valid_from
+    assert [l.kind for l in mem.links(new.id, user_id="ana")] == ["contradicts"]
+    assert mem.history(old.id, user_id="ana")[-1].action == "contradicted"
+
+
+def test_numeric_update_and_correction_within_one_turn(mem: Memory) -> None:
+    mem.add("I have 2 cats.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("I now have 3 cats.", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    mem.add("My phone number is 555-1234. Sorry, correction: my phone number is 555-9876.",
+            user_id="ana", timestamp="2024-03-01T00:00:00Z", wait=True)
+    current = {n.slot: n.value for n in mem.notes(user_id="ana", status="active") if n.slot}
+    assert current == {"cats": "3", "phone number": "555-9876"}
+    superseded = {n.value for n in mem.notes(user_id="ana", status="superseded")}
+    assert superseded == {"2", "555-1234"}
+
+
+def test_duplicates_merge_into_one_note_with_both_provenances(mem: Memory) -> None:
+    a = mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    b = mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    c = mem.add("I now live in Lisbon!", user_id="ana", timestamp="2024-03-01T00:00:00Z", wait=True)
+    notes = mem.notes(user_id="ana")
+    assert len(notes) == 1
+    assert set(notes[0].source_episode_ids) == {a[0].id, b[0].id, c[0].id}
+    actions = [h.action for h in mem.history(notes[0].id, user_id="ana")]
+    assert actions == ["created", "merged", "merged"]
+
+
+def test_related_notes_are_linked_by_shared_entities(mem: Memory) -> None:
+    mem.add("I visited the Louvre with Marco.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("Marco gave me a book about painting.", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    notes = by_content(mem)
+    newer = notes["User: Marco gave me a book about painting."]
+    links = mem.links(newer.id, user_id="ana")
+    assert [(l.kind, l.reason) for l in links] == [("related", "both mention marco")]
+
+
+# -- deletion, erasure, tenancy ----------------------------------------------------------
+def test_deleting_the_source_deletes_the_note_and_empties_its_history(mem: Memory, db_path: Path) -> None:
+    eps = mem.add("My secret hobby is competitive yodeling.", user_id="ana", timestamp="2024-01-01T00:00:00Z",
+                  wait=True)
+    note = mem.notes(user_id="ana")[0]
+    mem.delete(eps[0].id, user_id="ana")
+    assert mem.notes(user_id="ana") == []
+    history = mem.history(note.id, user_id="ana")
+    assert [h.action for h in history] == ["created", "deleted"]
+    assert all("yodel" not in str(h.detail) for h in history)
+    assert mem.search("yodeling", user_id="ana") == []
+    assert b"yodel" not in db_path.read_bytes()
+
+
+def test_a_merged_note_survives_losing_one_of_its_sources(mem: Memory) -> None:
+    a = mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    b = mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    mem.delete(a[0].id, user_id="ana")
+    notes = mem.notes(user_id="ana")
+    assert len(notes) == 1 and notes[0].source_episode_ids == (b[0].id,)
+    assert mem.history(notes[0].id, user_id="ana")[-1].action == "source_deleted"
+
+
+def test_erase_removes_notes_links_history_and_summaries(mem: Memory, db_path: Path) -> None:
+    mem.add("I live in Lisbon with my partner Joaquim.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("I moved to Berlin with Joaquim.", user_id="ana", timestamp="2024-05-01T00:00:00Z", wait=True)
+    mem.add("I live in Oslo.", user_id="bob", timestamp="2024-05-01T00:00:00Z", wait=True)
+    note_id = mem.notes(user_id="ana")[0].id
+    assert "Joaquim" in mem.summary(user_id="ana").text
+    mem.erase(user_id="ana")
+    assert mem.notes(user_id="ana") == []
+    with pytest.raises(NotFoundError):
+        mem.history(note_id, user_id="ana")
+    with pytest.raises(NotFoundError):
+        mem.summary(user_id="ana")
+    assert b"Joaquim" not in db_path.read_bytes()
+    assert len(mem.notes(user_id="bob")) == 1
+
+
+def test_notes_never_cross_tenants(mem: Memory) -> None:
+    mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("I moved to Berlin.", user_id="bob", timestamp="2024-05-01T00:00:00Z", wait=True)
+    ana, bob = mem.notes(user_id="ana")[0], mem.notes(user_id="bob")[0]
+    assert ana.status == "active", "bob's move does not supersede ana's home"
+    assert mem.links(bob.id, user_id="bob") == []
+    for call in (mem.note, mem.links, mem.history):
+        with pytest.raises(NotFoundError):
+            call(ana.id, user_id="bob")  # type: ignore[operator]
+    assert all(h.text != "I live in Lisbon." for h in mem.search("where do I live?", user_id="bob"))
+
+
+# -- the queue and the worker -----------------------------------------------------------
+def test_episodes_wait_in_a_durable_queue_that_another_process_can_drain(db_path: Path) -> None:
+    with Memory(db_path, config=SYNC) as first:
+        first.add(["I adopted a cat named Miso.", "I started learning Portuguese."], user_id="ana")
+        assert first.pending(user_id="ana") == 2 and first.notes(user_id="ana") == []
+        assert first.search("cat", user_id="ana")[0].text == "I adopted a cat named Miso."  # searchable at once
+    with Memory(db_path, config=SYNC) as second:  # e.g. `memstrata process` after a crash
+        report = second.process()
+        assert (report.episodes, report.notes_created) == (2, 2)
+        assert second.pending() == 0
+        assert second.process().episodes == 0
+
+
+class FailingExtractor(RuleExtractor):
+    def extract(self, turns):  # type: ignore[no-untyped-def]
+        raise RuntimeError("extractor crashed")
+
+
+def test_a_failing_batch_is_recorded_and_retried_and_never_loses_episodes(db_path: Path) -> None:
+    with Memory(db_path, config=SYNC) as mem:
+        mem.add("I adopted a cat named Miso.", user_id="ana")
+        assert mem._processor is not None
+        good = mem._processor.extractor
+        mem._processor.extractor = FailingExtractor()
+        for attempt in range(3):
+            report = mem.process()
+            assert report.failed_batches == 1 and "extractor crashed" in report.errors[0]
+        assert mem.process().failed_batches == 0, "after max_attempts the batch is parked, not retried forever"
+        assert mem.pending() == 1 and len(mem.list(user_id="ana")) == 1
+        mem._processor.extractor = good
+        mem._processor.max_attempts = 10
+        assert mem.process().notes_created == 1 and mem.pending() == 0
+
+
+def test_background_worker_processes_after_add_returns(db_path: Path) -> None:
+    cfg = MemoryConfig(embed=EmbedConfig(enabled=False), notes=NotesConfig(background=True))
+    with Memory(db_path, config=cfg) as mem:
+        mem.add("I adopted a cat named Miso.", user_id="ana")
+        assert mem.wait_idle(30)
+        assert [n.content for n in mem.notes(user_id="ana")] == ["User: I adopted a cat named Miso."]
+    with Memory(db_path, config=SYNC) as again:
+        assert again.pending() == 0
+
+
+def test_two_workers_on_one_file_never_derive_a_note_twice(db_path: Path) -> None:
+    with Memory(db_path, config=SYNC) as setup:
+        for i in range(60):
+            setup.add(f"I visited museum number {i} in Vienna.", user_id="ana", timestamp=f"2024-01-{i % 28 + 1:02d}")
+    mems = [Memory(db_path, config=SYNC) for _ in range(2)]
+    for m in mems:
+        assert m._processor is not None
+        m._processor.batch_size = 7
+    threads = [threading.Thread(target=m.process) for m in mems]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    notes = mems[0].notes(user_id="ana", limit=1000)
+    sources = [s for n in notes for s in n.source_episode_ids]
+    assert len(sources) == len(set(sources)) == 60
+    assert mems[0].pending() == 0
+    for m in mems:
+        m.close()
+
+
+# -- forgetting and summaries --------------------------------------------------------------
+def test_retention_decays_with_age_and_is_reinforced_by_recall_and_importance() -> None:
+    assert retention(0, 0.5, 0) == pytest.approx(1.0)
+    r = retention(np.array([1, 10, 100]), 0.5, 0)
+    assert r[0] > r[1] > r[2] > 0
+    # More recalls or more importance => slower decay (MemoryBank's code has it backwards).
+    assert retention(60, 0.5, 3) > retention(60, 0.5, 0)
+    assert retention(60, 0.9, 0) > retention(60, 0.1, 0)
+    assert retention(60, 0.0, 0) == pytest.approx(np.exp(-60 / 30))
+    assert retention(-5, 0.5, 0) == pytest.approx(1.0)  # a future-dated source is not "younger than new"
+
+
+def test_forget_prunes_faded_notes_but_never_episodes(mem: Memory) -> None:
+    mem.add("I tried a ramen place called Ichiran.", user_id="ana", timestamp="2020-01-01T00:00:00Z", wait=True)
+    mem.add("I adopted a cat named Miso.", user_id="ana", timestamp="2024-05-25T00:00:00Z", wait=True)
+    as_of = "2024-06-01T00:00:00Z"
+    scores = mem.retention(user_id="ana", as_of=as_of)
+    assert len(scores) == 2 and min(scores.values()) < 0.01 < max(scores.values())
+    assert len(mem.forget(user_id="ana", threshold=0.05, as_of=as_of, dry_run=True)) == 1
+    assert len(mem.notes(user_id="ana")) == 2
+    gone = mem.forget(user_id="ana", threshold=0.05, as_of=as_of)
+    assert len(gone) == 1 and [n.content for n in mem.notes(user_id="ana")] == ["User: I adopted a cat named Miso."]
+    assert mem.history(gone[0], user_id="ana")[-1].action == "forgotten"
+    assert len(mem.list(user_id="ana")) == 2, "the verbatim record stays"
+
+
+def test_recall_reinforces_notes(mem: Memory) -> None:
+    mem.add("I adopted a cat named Miso.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    before = mem.retention(user_id="ana", as_of="2024-06-01T00:00:00Z")
+    for _ in range(3):
+        mem.search("what is my cat called?", user_id="ana")
+    after = mem.retention(user_id="ana", as_of="2024-06-01T00:00:00Z")
+    note = mem.notes(user_id="ana")[0]
+    assert note.recall_count == 3 and note.last_recalled is not None
+    assert after[note.id] >= before[note.id]
+
+
+def test_summaries_follow_the_notes(mem: Memory) -> None:
+    mem.add("I live in Lisbon.", user_id="ana", session_id="s1", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("I moved to Berlin.", user_id="ana", session_id="s2", timestamp="2024-05-01T00:00:00Z", wait=True)
+    user = mem.summary(user_id="ana").text
+    assert "Berlin" in user and "Lisbon" not in user, "the user's summary holds current facts only"
+    assert "Lisbon. (since superseded)" in mem.summary(user_id="ana", session_id="s1").text
+    assert "Berlin" in mem.summary(user_id="ana", session_id="s2").text
+    with pytest.raises(NotFoundError):
+        mem.summary(user_id="ana", session_id="nope")
