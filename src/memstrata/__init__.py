@@ -5,9 +5,10 @@ The public surface is pinned by tests/unit/test_public_api.py.
 
 from __future__ import annotations
 
-from .config import EmbedConfig, Limits, MemoryConfig, RetrievalConfig
+from .config import EmbedConfig, Limits, MemoryConfig, NotesConfig, RetrievalConfig
 from .errors import (
     ConfigError,
+    ConflictError,
     InvalidFileError,
     InvalidInputError,
     InvalidMessageError,
@@ -17,12 +18,14 @@ from .errors import (
     StoreError,
 )
 from .memory import Memory
-from .model import Context, Episode, Hit, Scope, SessionInfo, Stats
+from .model import Context, Episode, Hit, Link, Note, NoteChange, Scope, SessionInfo, Stats, Summary
+from .semantic.process import ProcessReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
     "Context",
     "EmbedConfig",
     "Episode",
@@ -32,14 +35,20 @@ __all__ = [
     "InvalidMessageError",
     "InvalidTimestampError",
     "Limits",
+    "Link",
     "Memory",
     "MemoryConfig",
     "MemstrataError",
+    "Note",
+    "NoteChange",
     "NotFoundError",
+    "NotesConfig",
+    "ProcessReport",
     "RetrievalConfig",
     "Scope",
     "SessionInfo",
     "Stats",
     "StoreError",
+    "Summary",
     "__version__",
 ]

@@ -78,7 +78,23 @@ def _memory(db: Optional[Path], namespace: Optional[str], no_embed: bool = False
         config = replace(config, embed=replace(config.embed, enabled=False))
     if variant:
         config = replace(config, retrieval=RetrievalConfig.preset(variant))
+    # A CLI command is short-lived: notes are derived in the foreground (add, ingest,
+    # process), never by a worker thread that the command's exit would cut short.
+    config = replace(config, notes=replace(config.notes, background=False))
     return Memory(db if db is not None else default_path(), config=config)
+
+
+DeferOpt = typer.Option(False, "--defer-notes", help="Store only; derive notes later with `memstrata process`.")
+
+
+def _process(mem: Memory, user: Optional[str] = None) -> Any:
+    """Derive notes for pending episodes with a progress bar; None when notes are off."""
+    if not mem.config.notes.enabled:
+        return None
+    total = mem.pending(user_id=user)
+    with _progress() as bar:
+        task = bar.add_task("deriving notes", total=total)
+        return mem.process(user_id=user, progress=lambda n: bar.advance(task, n))
 
 
 def _progress() -> Progress:
@@ -95,13 +111,15 @@ def add(
     timestamp: Optional[str] = typer.Option(None, "--time", "-t", help="Event time, ISO 8601 (default: now)."),
     speaker: Optional[str] = typer.Option(None, help="Speaker name."),
     db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+    defer: bool = DeferOpt,
 ) -> None:
-    """Remember one turn."""
+    """Remember one turn (and derive its notes)."""
     with _errors(), _memory(db, namespace, no_embed) as mem:
         message: dict[str, Any] = {"role": role, "content": text}
         if speaker:
             message["name"] = speaker
-        eps = mem.add([message], user_id=user, session_id=session, timestamp=timestamp)
+        eps = mem.add([message], user_id=user, session_id=session, timestamp=timestamp,
+                      wait=not defer and mem.config.notes.enabled)
         if as_json:
             _print_json(eps)
         else:
@@ -114,8 +132,9 @@ def ingest(
     path: Path = typer.Argument(..., help="JSON (a conversation or a list) or JSONL (one conversation a line)."),
     user: Optional[str] = typer.Option(None, "--user", "-u", help="User id for conversations that name none."),
     db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+    defer: bool = DeferOpt,
 ) -> None:
-    """Ingest conversations from a file. Each conversation is
+    """Ingest conversations from a file, then derive notes. Each conversation is
     {"user_id"?, "session_id"?, "timestamp"?, "messages": [{"role", "content", "name"?, "timestamp"?}]}.
     The whole file is checked before anything is stored."""
     with _errors():
@@ -127,8 +146,11 @@ def ingest(
                 turns += len(mem.add(conv["messages"], user_id=conv["user_id"], session_id=conv.get("session_id"),
                                      timestamp=conv.get("timestamp"), metadata=conv.get("metadata")))
                 bar.advance(task)
-        result = {"conversations": len(conversations), "episodes": turns}
-        _print_json(result) if as_json else out.print(f"ingested {turns} turns from {len(conversations)} conversations")
+            report = None if defer else _process(mem)
+        result = {"conversations": len(conversations), "episodes": turns,
+                  "notes_created": report.notes_created if report else 0}
+        _print_json(result) if as_json else out.print(
+            f"ingested {turns} turns from {len(conversations)} conversations; {result['notes_created']} notes")
 
 
 def _read_conversations(path: Path, default_user: Optional[str]) -> list[dict[str, Any]]:
@@ -247,6 +269,88 @@ def erase(
     with _errors(), _memory(db, namespace, no_embed=True) as mem:
         n = mem.erase(user_id=user)
         _print_json({"erased": n}) if as_json else out.print(f"erased {n} episode(s) of {user}")
+
+
+@app.command()
+def process(
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="One user (default: every user with pending work)."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Derive notes for every episode still waiting (resumes after a crash or --defer-notes)."""
+    with _errors(), _memory(db, namespace, no_embed) as mem:
+        report = _process(mem, user)
+        if report is None:
+            raise MemstrataError("notes are disabled (MEMSTRATA_NOTES=off)")
+        _print_json(report) if as_json else out.print(
+            f"processed {report.episodes} episodes in {report.seconds:.1f}s: {report.notes_created} notes, "
+            f"{report.merged} merged, {report.superseded} superseded, {report.links} links"
+            + (f", {report.failed_batches} failed batches (last: {report.errors[-1]})" if report.errors else ""))
+
+
+@app.command()
+def notes(
+    user: str = UserOpt, status: Optional[str] = typer.Option(None, help="active or superseded (default: all)."),
+    limit: int = typer.Option(50), offset: int = typer.Option(0),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """List a user's derived notes, newest first."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        found = mem.notes(user_id=user, status=status, limit=limit, offset=offset)
+        if as_json:
+            _print_json(found)
+            return
+        table = Table(expand=True)
+        for col in ("id", "valid", "status", "tags", "content"):
+            table.add_column(col, ratio=1 if col == "content" else None)
+        for n in found:
+            valid = (f"{n.valid_from.date().isoformat() if n.valid_from else '…'} → "
+                     f"{n.valid_to.date().isoformat() if n.valid_to else 'now'}")
+            table.add_row(n.id, valid, n.status, ",".join(n.tags), n.content[:200])
+        out.print(table)
+
+
+@app.command()
+def history(
+    note_id: str = typer.Argument(...), user: str = UserOpt,
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Show every change to a note, with its links."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        changes = mem.history(note_id, user_id=user)
+        links = mem.links(note_id, user_id=user) if any(c.action != "deleted" and c.action != "forgotten"
+                                                         for c in changes[-1:]) else []
+        if as_json:
+            _print_json({"history": changes, "links": links})
+            return
+        for c in changes:
+            out.print(f"{fmt_time(c.at)}  {c.action:<14} {json.dumps(c.detail, ensure_ascii=False)}", markup=False)
+        for link in links:
+            out.print(f"link: {link.source_id} {link.kind} {link.target_id}  ({link.reason})", markup=False)
+
+
+@app.command()
+def forget(
+    user: str = UserOpt, threshold: float = typer.Option(0.05, help="Prune notes whose retention is below this."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluate retention at this time (default: now)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be pruned."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Prune faded derived notes (forgetting curve). Verbatim episodes are kept."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        ids = mem.forget(user_id=user, threshold=threshold, as_of=as_of, dry_run=dry_run)
+        verb = "would prune" if dry_run else "pruned"
+        _print_json({"dry_run": dry_run, "notes": ids}) if as_json else out.print(f"{verb} {len(ids)} note(s)")
+
+
+@app.command()
+def summary(
+    user: str = UserOpt, session: Optional[str] = typer.Option(None, "--session", "-s"),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Print the user's summary (or one session's)."""
+    with _errors(), _memory(db, namespace, no_embed=True) as mem:
+        found = mem.summary(user_id=user, session_id=session)
+        _print_json(found) if as_json else out.print(found.text, markup=False)
 
 
 @app.command()

@@ -115,7 +115,7 @@ class Memory:
                                   "and MEMSTRATA_LLM_MODEL")
             llm = llm_cfg.build()
         self.llm = llm
-        return LLMExtractor(llm), LLMRelator(llm, self.store)
+        return LLMExtractor(llm), LLMRelator(llm)
 
     # -- plumbing ----------------------------------------------------------------
     def __enter__(self) -> "Memory":

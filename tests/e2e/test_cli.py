@@ -49,7 +49,7 @@ def test_ingest_file_with_progress_and_all_or_nothing(tmp_path: Path) -> None:
                                                        {"role": "assistant", "content": "ok"}]})
                               for i in range(3)) + "\n")
     proc = run("ingest", str(good), "--no-embed", "--json", db=db)
-    assert json.loads(proc.stdout) == {"conversations": 3, "episodes": 6}
+    assert json.loads(proc.stdout) == {"conversations": 3, "episodes": 6, "notes_created": 0}
     assert "ingesting" in proc.stderr  # the progress bar
     bad = tmp_path / "bad.json"
     bad.write_text('[{"user_id": "u", "messages": [{"role": "user", "content": "x"}]}, {"oops": 1}]')
@@ -84,3 +84,35 @@ def test_demo_runs_with_the_bundled_model(tmp_path: Path) -> None:
     assert "Ingested 15 turns in 4 sessions" in out
     assert "Pepper" in out and "Lisbon" in out and "Gaggia" in out and "Sintra" in out
     assert "Context for the last question" in out
+
+
+def test_notes_process_history_summary_forget(tmp_path: Path) -> None:
+    db = tmp_path / "notes.db"
+    run("add", "I live in Lisbon with my cat Miso.", "-u", "ana", "-t", "2024-01-01", "--no-embed", db=db)
+    run("add", "I moved to Berlin.", "-u", "ana", "-t", "2024-06-01", "--no-embed", "--defer-notes", db=db)
+    assert len(json.loads(run("notes", "-u", "ana", "--json", db=db).stdout)) == 1, "deferred: not yet derived"
+    proc = run("process", "--no-embed", "--json", db=db)
+    report = json.loads(proc.stdout)
+    assert (report["episodes"], report["notes_created"], report["superseded"]) == (1, 1, 1)
+    assert "deriving notes" in proc.stderr  # the progress bar
+    notes = json.loads(run("notes", "-u", "ana", "--json", db=db).stdout)
+    old = next(n for n in notes if "Lisbon" in n["content"])
+    new = next(n for n in notes if "Berlin" in n["content"])
+    assert old["status"] == "superseded" and old["superseded_by"] == new["id"]
+    assert old["valid_to"].startswith("2024-06-01")
+    hist = json.loads(run("history", old["id"], "-u", "ana", "--json", db=db).stdout)
+    assert [h["action"] for h in hist["history"]] == ["created", "superseded"]
+    assert hist["links"][0]["kind"] == "updates"
+    assert "Berlin" in run("summary", "-u", "ana", db=db).stdout
+    human = run("notes", "-u", "ana", "--status", "active", db=db).stdout
+    assert "Berlin" in human and "Lisbon" not in human
+    dry = json.loads(run("forget", "-u", "ana", "--as-of", "2031-01-01", "--dry-run", "--json", db=db).stdout)
+    assert len(dry["notes"]) == 2
+    gone = json.loads(run("forget", "-u", "ana", "--as-of", "2031-01-01", "--json", db=db).stdout)
+    assert sorted(gone["notes"]) == sorted(dry["notes"])
+    assert json.loads(run("notes", "-u", "ana", "--json", db=db).stdout) == []
+    assert len(json.loads(run("list", "-u", "ana", "--json", db=db).stdout)) == 2, "episodes are kept"
+    bad = run("notes", "-u", "ana", "--status", "zombie", db=db, check=False)
+    assert bad.returncode == 2 and "status must be active, superseded" in bad.stderr
+    missing = run("history", "n-nope", "-u", "ana", db=db, check=False)
+    assert missing.returncode == 1 and "no note 'n-nope'" in missing.stderr

@@ -11,6 +11,7 @@ def test_exported_names_are_pinned() -> None:
         "ConfigError", "Context", "EmbedConfig", "Episode", "Hit", "InvalidFileError", "InvalidInputError",
         "InvalidMessageError", "InvalidTimestampError", "Limits", "Memory", "MemoryConfig", "MemstrataError",
         "NotFoundError", "RetrievalConfig", "Scope", "SessionInfo", "Stats", "StoreError", "__version__",
+        "ConflictError", "Link", "Note", "NoteChange", "NotesConfig", "ProcessReport", "Summary",
     ])
     for name in memstrata.__all__:
         assert hasattr(memstrata, name), name

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,8 +61,8 @@ class Relation:
 class Relator(Protocol):
     """Decides how a draft relates to candidate notes (LLM-backed implementations)."""
 
-    def relate(self, draft: NoteDraft, candidates: Sequence[tuple[int, str]]) -> list[Relation]:
-        """``candidates``: (state row, note id), most similar first."""
+    def relate(self, draft: NoteDraft, candidates: Sequence[tuple[int, str, str]]) -> list[Relation]:
+        """``candidates``: (state row, note id, note text), most similar first."""
         ...
 
 
@@ -83,6 +83,7 @@ class NoteState:
     has_vec: list[bool] = field(default_factory=list)
     by_norm: dict[str, int] = field(default_factory=dict)
     by_slot: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    texts: Callable[[list[str]], dict[str, str]] | None = None   # note id -> content, for relators
 
     @classmethod
     def load(cls, snap: NoteSnapshot) -> "NoteState":
@@ -205,7 +206,9 @@ def _one(d: NoteDraft, vec: np.ndarray | None, st: NoteState, write: NoteWrite, 
         return
     # 2./3. updates and contradictions
     if relator is not None and similar:
-        relations = relator.relate(d, [(row, st.ids[row]) for row, _ in similar[:5]])
+        rows = [row for row, _ in similar[:5]]
+        texts = st.texts([st.ids[r] for r in rows]) if st.texts is not None else {}
+        relations = relator.relate(d, [(r, st.ids[r], texts.get(st.ids[r], "")) for r in rows])
         dup_rel = next((r for r in relations if r.kind == "duplicate"), None)
         if dup_rel is not None:
             _merge(d, dup_rel.target, st, write, dup_rel.reason or "judged the same fact")

@@ -87,11 +87,16 @@ class Processor:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
+    def _state(self, tenant: Tenant) -> NoteState:
+        state = NoteState.load(self.store.note_snapshot(tenant, self._model_id))
+        state.texts = lambda ids: {n.id: n.content for n in self.store.get_notes(tenant, ids)}
+        return state
+
     def process_tenant(self, tenant: Tenant, *, stop: threading.Event | None = None,
                        progress: Callable[[int], None] | None = None) -> ProcessReport:
         report = ProcessReport(tenants=1)
         with self._lock(tenant):
-            state = NoteState.load(self.store.note_snapshot(tenant, self._model_id))
+            state = self._state(tenant)
             touched: set[str] = set()
             while stop is None or not stop.is_set():
                 batch = [(k, e) for k, e in self.store.pending_episodes(tenant, limit=self.batch_size,
@@ -107,7 +112,7 @@ class Processor:
                     self.store.apply_notes(tenant, write)
                 except ConflictError:
                     # Another worker consumed this batch first; start again from the store.
-                    state = NoteState.load(self.store.note_snapshot(tenant, self._model_id))
+                    state = self._state(tenant)
                     continue
                 except Exception as exc:  # noqa: BLE001 - any failure is recorded, episodes are safe
                     log.warning("note processing failed for %d episodes: %s", len(batch), exc)
