@@ -307,3 +307,26 @@ def test_summaries_follow_the_notes(mem: Memory) -> None:
     assert "Berlin" in mem.summary(user_id="ana", session_id="s2").text
     with pytest.raises(NotFoundError):
         mem.summary(user_id="ana", session_id="nope")
+
+
+# -- graph recall --------------------------------------------------------------------------
+def test_personalized_pagerank_reaches_evidence_two_hops_from_the_query(mem: Memory) -> None:
+    mem.add("I went hiking in the Alps with Marco.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    mem.add("Marco plays the cello in an orchestra.", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    mem.add("I bought sourdough bread at the market.", user_id="ana", timestamp="2024-03-01T00:00:00Z", wait=True)
+    from memstrata.store.base import Tenant
+
+    retriever = mem._retriever
+    idx = retriever.index(Tenant("default", "ana"))
+    nidx = retriever.note_index(Tenant("default", "ana"), idx)
+    seeds = nidx.concept_seeds(("cello",))
+    scores = nidx.ppr(seeds)
+    content = {n.id: n.content for n in mem.notes(user_id="ana")}
+    ranked = [content[nidx.snap.ids[i]] for i in np.argsort(-scores)]
+    assert ranked[0].startswith("User: Marco plays the cello")
+    assert ranked[1].startswith("User: I went hiking"), "one hop via the shared entity Marco"
+    assert ranked[2].startswith("User: I bought sourdough"), "reachable only through the speaker hub"
+    ordered = np.sort(scores)[::-1]
+    assert ordered[2] < 0.2 * ordered[1]
+    hits = mem.search("who plays the cello?", user_id="ana", variant="graph")
+    assert "graph" in hits[0].sources and "cello" in hits[0].text
