@@ -404,16 +404,31 @@ def demo(
 
 def _bench_run(runner: Callable[..., dict[str, Any]], path: Path, limit: Optional[int], variant: Optional[str],
                as_json: bool, out_file: Optional[Path], no_embed: bool, embed_roles: Optional[str],
-               precision: str) -> None:
+               precision: str, *, notes: bool = True, use_llm: bool = False) -> None:
     embed = EmbedConfig(enabled=not no_embed, precision=precision,  # type: ignore[arg-type]
                         roles=tuple(embed_roles.split(",")) if embed_roles else None)
+    extra: dict[str, Any] = {}
+    if not notes:
+        extra["notes"] = False
+    if use_llm:
+        with _errors():
+            from .providers.llm import LLMConfig
+
+            llm_cfg = LLMConfig.from_env()
+        if llm_cfg is None:
+            err.print("no LLM configured (set MEMSTRATA_LLM_BASE_URL and MEMSTRATA_LLM_MODEL): "
+                      "running retrieval only, no QA accuracy")
+        else:
+            extra["llm"] = llm_cfg.build()
     with _errors(), _progress() as bar:
         task = bar.add_task(f"{path.name}", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = runner(path, limit=limit, variants=variant, embed=embed, progress=progress)
+        result = runner(path, limit=limit, variants=variant, embed=embed, progress=progress, **extra)
+    if use_llm and "llm" not in extra:
+        result["qa"] = {"skipped": "no LLM configured"}
     if out_file:
         out_file.write_text(json.dumps(result, indent=2) + "\n")
     if as_json:
@@ -447,26 +462,33 @@ _Variant = typer.Option(None, "--variant", help="Retrieval preset(s), ';'-separa
 _Out = typer.Option(None, "--out", help="Also write the JSON result to this file.")
 _Roles = typer.Option(None, "--embed-roles", help="Only embed turns of these roles, e.g. 'user'.")
 _Precision = typer.Option("int8", "--precision", help="Embedding model precision: int8 or fp32.")
+_NoNotes = typer.Option(False, "--no-notes", help="Episodes only: no derived notes (the core engine).")
+_Llm = typer.Option(False, "--llm", help="Also answer each question from context() with the configured LLM and "
+                    "score it with an LLM judge (MEMSTRATA_LLM_*).")
 
 
 @bench_app.command("longmemeval")
 def bench_longmemeval(path: Path = _BenchPath, limit: Optional[int] = _Limit, variant: Optional[str] = _Variant,
                       as_json: bool = JsonOpt, out_file: Optional[Path] = _Out, no_embed: bool = NoEmbedOpt,
-                      embed_roles: Optional[str] = _Roles, precision: str = _Precision) -> None:
+                      embed_roles: Optional[str] = _Roles, precision: str = _Precision,
+                      no_notes: bool = _NoNotes, use_llm: bool = _Llm) -> None:
     """LongMemEval_S: session and turn retrieval, each question its own memory."""
     from .bench import longmemeval
 
-    _bench_run(longmemeval.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision)
+    _bench_run(longmemeval.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision,
+               notes=not no_notes, use_llm=use_llm)
 
 
 @bench_app.command("locomo")
 def bench_locomo(path: Path = _BenchPath, limit: Optional[int] = _Limit, variant: Optional[str] = _Variant,
                  as_json: bool = JsonOpt, out_file: Optional[Path] = _Out, no_embed: bool = NoEmbedOpt,
-                 embed_roles: Optional[str] = _Roles, precision: str = _Precision) -> None:
+                 embed_roles: Optional[str] = _Roles, precision: str = _Precision,
+                 no_notes: bool = _NoNotes, use_llm: bool = _Llm) -> None:
     """LoCoMo: evidence-turn recall and answer-in-context, each conversation its own memory."""
     from .bench import locomo
 
-    _bench_run(locomo.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision)
+    _bench_run(locomo.run, path, limit, variant, as_json, out_file, no_embed, embed_roles, precision,
+               notes=not no_notes, use_llm=use_llm)
 
 
 @bench_app.command("latency")

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .config import MemoryConfig
+from .config import MemoryConfig, NotesConfig
 from .memory import Memory
 
 
@@ -24,7 +24,7 @@ def load_demo() -> dict[str, Any]:
 
 def run_demo(console: Console, db: Path | None, *, embed: bool, table: Callable[[list[Any], str], Any]) -> None:
     data = load_demo()
-    config = MemoryConfig()
+    config = MemoryConfig(notes=NotesConfig(background=False))
     if not embed:
         config = replace(config, embed=replace(config.embed, enabled=False))
     with tempfile.TemporaryDirectory(prefix="memstrata-demo-") as tmp:
@@ -35,12 +35,17 @@ def run_demo(console: Console, db: Path | None, *, embed: bool, table: Callable[
             turns = 0
             for s in data["sessions"]:
                 turns += len(mem.add(s["messages"], user_id=user, session_id=s["session_id"], timestamp=s["timestamp"]))
+            report = mem.process(user_id=user)
             console.print(f"[bold]Ingested[/bold] {turns} turns in {len(data['sessions'])} sessions for user "
-                          f"[cyan]{user}[/cyan] into {path}")
+                          f"[cyan]{user}[/cyan] into {path}; derived {report.notes_created} notes "
+                          f"({report.superseded} superseded by later facts)")
             console.print(f"Asking as of {data['as_of']} (so 'last month' means May 2024)\n")
             for question in data["questions"]:
                 hits = mem.search(question, user_id=user, k=3, as_of=data["as_of"])
                 console.print(table(hits, f"Q: {question}"))
             ctx = mem.context(data["questions"][-1], user_id=user, max_tokens=200, as_of=data["as_of"])
+            current = mem.summary(user_id=user)
+            console.print("\n[bold]User summary (current facts):[/bold]")
+            console.print(current.text, markup=False)
             console.print("\n[bold]Context for the last question (paste into a prompt):[/bold]")
             console.print(ctx.text, markup=False)

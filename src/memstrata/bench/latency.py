@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import EmbedConfig, MemoryConfig
+from ..config import EmbedConfig, MemoryConfig, NotesConfig
 from ..errors import InvalidFileError
 from ..memory import Memory
 from ..timeutil import parse_time
@@ -43,7 +43,8 @@ def run(
                 picked[sid] = (date, [t for t in turns if str(t.get("content", "")).strip()])
     questions = [q for q in data if not q["question_id"].endswith("_abs")][: queries or None]
     with tempfile.TemporaryDirectory(prefix="memstrata-latency-") as tmp:
-        with Memory(Path(tmp) / "big.db", config=MemoryConfig(retrieval=cfg, embed=embed),
+        with Memory(Path(tmp) / "big.db", config=MemoryConfig(retrieval=cfg, embed=embed,
+                                                                      notes=NotesConfig(background=False)),
                     embedder=embedder or False) as mem:
             t0 = time.perf_counter()
             n_turns = 0
@@ -53,6 +54,7 @@ def run(
                                            user_id="u", session_id=sid, timestamp=parse_time(date)))
                 if progress:
                     progress(i + 1, len(picked) + len(questions))
+            notes = mem.process().notes_created
             ingest_s = time.perf_counter() - t0
             mem.search("warm up the tenant cache", user_id="u")
             timings: dict[str, list[float]] = {"turn": [], "session": []}
@@ -67,7 +69,7 @@ def run(
             stats = mem.stats(user_id="u")
     all_ms = timings["turn"] + timings["session"]
     return {
-        "benchmark": "latency", "variant": name, "sessions": stats.sessions, "episodes": stats.episodes,
+        "benchmark": "latency", "variant": name, "sessions": stats.sessions, "episodes": stats.episodes, "notes": notes,
         "queries": len(all_ms), "ingest_turns_per_s": round(n_turns / ingest_s, 1),
         "search_ms_p50": round(percentile(all_ms, 50), 2), "search_ms_p95": round(percentile(all_ms, 95), 2),
         "search_ms_p99": round(percentile(all_ms, 99), 2),

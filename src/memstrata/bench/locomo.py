@@ -50,8 +50,11 @@ def run(
     embed: EmbedConfig | None = None,
     notes: bool = True,
     context_tokens: int = 2000,
+    llm: Any = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
+    """Evidence recall per question; with ``llm`` (an ``LLM``) also QA accuracy from
+    ``context()``, scored by an LLM judge."""
     data = load_json(path)
     if not isinstance(data, list) or (data and "conversation" not in data[0]):
         raise InvalidFileError(f"{path} is not a LoCoMo file (a list of conversations with qa)")
@@ -64,6 +67,7 @@ def run(
     total_q = sum(len(c["qa"]) for c in data)
     budget = limit or total_q
     done = 0
+    qa_rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memstrata-locomo-") as tmp:
         for ci, conv in enumerate(data):
@@ -100,6 +104,13 @@ def run(
                             ctx = mem.context(qa["question"], user_id="u", max_tokens=context_tokens,
                                               as_of=last_time, variant=cfg)
                             row["answer_in_context"] = float(answer_in(qa["answer"], ctx.text))
+                            if llm is not None:
+                                from .qa import answer_and_judge
+
+                                qa_rows.append({"type": CATEGORIES[qa["category"]], **answer_and_judge(
+                                    llm, benchmark="locomo", question=qa["question"], gold=str(qa["answer"]),
+                                    question_type=CATEGORIES[qa["category"]], question_date=str(last_time),
+                                    context_text=ctx.text)})
                         per_variant[name].append(row)
     primary = named[0][0]
     result: dict[str, Any] = {"benchmark": "locomo", "variant": primary, **_summary(per_variant[primary])}
@@ -110,6 +121,10 @@ def run(
         result["embedder"] = {"model_id": embedder.model_id, **embedder.stats}
     if len(named) > 1:
         result["variants"] = {name: _summary(rows) for name, rows in per_variant.items()}
+    if llm is not None:
+        from .qa import summarise
+
+        result["qa"] = {"model": llm.model_id, **summarise(qa_rows), "usage": vars(llm.usage)}
     result["config"] = {name: cfg.as_dict() for name, cfg in named}
     result["environment"] = environment()
     return result

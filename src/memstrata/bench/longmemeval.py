@@ -32,8 +32,12 @@ def run(
     variants: str | None = None,
     embed: EmbedConfig | None = None,
     notes: bool = True,
+    llm: Any = None,
+    context_tokens: int = 2000,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
+    """Retrieval metrics per question; with ``llm`` (an ``LLM``) also QA accuracy:
+    the model answers from ``context()`` and an LLM judge scores the answer."""
     data = load_json(path)
     if not isinstance(data, list) or (data and not isinstance(data[0], dict)) or (data and "haystack_sessions" not in data[0]):
         raise InvalidFileError(f"{path} is not a LongMemEval file (a list of questions with haystack_sessions)")
@@ -44,6 +48,7 @@ def run(
     speed = Speed()
     per_variant: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in named}
     skipped_empty = 0
+    qa_rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memstrata-lme-") as tmp:
         for qi, q in enumerate(questions):
@@ -52,9 +57,11 @@ def run(
             with Memory(Path(tmp) / f"q{qi}.db", config=config, embedder=embedder or False) as mem:
                 turn_ids, skipped = _ingest(mem, q, speed)
                 skipped_empty += skipped
+                as_of = parse_time(q["question_date"], what="question_date")
+                if llm is not None:
+                    qa_rows.append(_qa(llm, mem, q, as_of, named[0][1], context_tokens))
                 if q["question_id"].endswith("_abs"):
                     continue
-                as_of = parse_time(q["question_date"], what="question_date")
                 evidence_sessions = set(q["answer_session_ids"])
                 evidence_turns = {turn_ids[key] for key in _answer_turns(q) if key in turn_ids}
                 for vi, (name, cfg) in enumerate(named):
@@ -85,9 +92,23 @@ def run(
         result["embedder"] = {"model_id": embedder.model_id, **embedder.stats}
     if len(named) > 1:
         result["variants"] = {name: _summary(rows) for name, rows in per_variant.items()}
+    if llm is not None:
+        from .qa import summarise
+
+        result["qa"] = {"model": llm.model_id, **summarise(qa_rows), "usage": vars(llm.usage)}
     result["config"] = {name: cfg.as_dict() for name, cfg in named}
     result["environment"] = environment()
     return result
+
+
+def _qa(llm: Any, mem: Memory, q: dict[str, Any], as_of: Any, cfg: Any, tokens: int) -> dict[str, Any]:
+    from .qa import answer_and_judge
+
+    ctx = mem.context(q["question"], user_id="u", max_tokens=tokens, as_of=as_of, variant=cfg)
+    qtype = "abstention" if q["question_id"].endswith("_abs") else q["question_type"]
+    row = answer_and_judge(llm, benchmark="longmemeval", question=q["question"], gold=str(q["answer"]),
+                           question_type=qtype, question_date=q["question_date"], context_text=ctx.text)
+    return {"type": qtype, **row}
 
 
 def _embedder(embed: EmbedConfig) -> Any:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from ..model import Episode
 from ..retrieve.query import STOPWORDS, lexical_terms, tokenize
-from ..retrieve.timeexpr import find_time_ranges
+from ..retrieve.timeexpr import TimeRange, find_time_ranges
 
 RULES_VERSION = "rules/1"
 
@@ -108,7 +108,7 @@ _TAGS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(rx, re.
                      r"mother|dad|father|sister|brother|family|married|dating|single|divorced)\b"),
     ("identity", r"\b(i am|i'm) (a|an)\b|\b(identify|identity|transgender|religion|religious)\b"),
     ("work", r"\b(job|work|working|career|office|boss|colleague|promotion|company|business|hired|salary)\b"),
-    ("location", r"\b(live in|living in|moved to|moved from|from|home country|hometown|city|country)\b"),
+    ("location", r"\b(live in|living in|moved to|moved from|i'm from|i am from|home country|hometown|city|country)\b"),
     ("health", r"\b(doctor|sick|ill|injury|injured|therapy|hospital|medication|diet|allergic|pain)\b"),
     ("possession", r"\b(have a|have an|own|owned|bought|my new|collection)\b"),
     ("hobby", r"\b(hobby|class|classes|paint|painting|pottery|music|guitar|piano|running|swimming|hiking|camping|"
@@ -237,7 +237,7 @@ class RuleExtractor:
         when = ep.event_time
         valid_from = when
         content = f"{subject}: {sentence}"
-        ranges = [r for r in find_time_ranges(sentence, when) if not r.fuzzy and r.kind != "past"]
+        ranges = [r for r in find_time_ranges(sentence, when) if _anchored(r)]
         if ranges:
             r = ranges[0]
             valid_from = min(r.start, when)
@@ -259,6 +259,17 @@ class RuleExtractor:
             negated=bool(_NEGATION.search(sentence)), importance=round(importance, 3),
             valid_from=valid_from, embed_text=sentence, extractor=self.version,
         )
+
+
+def _anchored(r: TimeRange) -> bool:
+    """Expressions whose direction a statement fixes: "yesterday", "3 days ago", "last
+    week", "this month", "next Friday". Bare dates ("on May 1st", "in March") are
+    left alone: a statement may mean the next one ("I move on May 1st") and the
+    query-oriented parser resolves them backwards."""
+    text = r.text.lower().strip()
+    if r.kind in ("relative_day", "ago"):
+        return True
+    return r.kind in ("week", "month", "year", "weekend", "weekday") and text.split()[0] in ("last", "this", "next")
 
 
 def _day(when: datetime) -> str:
