@@ -43,7 +43,9 @@ class RetrievalConfig:
     graph_seed_notes: int = 5       # best notes that seed the PageRank besides the query's concepts
     ppr_damping: float = 0.5        # probability of following an edge (1 - restart probability)
     superseded_factor: float = 0.7  # score factor for turns whose every note was superseded before as_of
+    refresh_cos: float = 0.5        # a matching note restated later with another quantity counts as superseded (1: off)
     diversity: float = 0.0          # session diversity of turn/round results (MMR-style; 0: pure score order)
+    diversity_scope: Literal["aggregate", "all"] = "aggregate"  # only for questions that gather facts, or always
     retention_weight: float = 0.0   # weight of the forgetting curve in note scores (0: off)
     retention_days: float = 30.0    # base strength of the forgetting curve, in days
 
@@ -112,18 +114,18 @@ def _coerce(current: Any, raw: Any, key: str) -> Any:
 PRESETS: dict[str, RetrievalConfig] = {
     "hybrid": RetrievalConfig(),
     # Single retrievers and plain fusion, for comparison: no sessions, time, speakers or neighbours.
-    "bm25": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
+    "bm25": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0, dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
                             time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
                             prf_terms=0),
-    "dense": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
+    "dense": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0, lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
                              time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
                              prf_terms=0),
-    "rrf": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
+    "rrf": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0, session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
                            time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
                            prf_terms=0),
 }
 # The core engine without semantic memory (episodes only), and with graph recall on.
-PRESETS["episodic"] = RetrievalConfig(notes_weight=0.0, superseded_factor=1.0)
+PRESETS["episodic"] = RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0)
 PRESETS["graph"] = RetrievalConfig(graph_weight=0.5)
 PRESETS["default"] = PRESETS["hybrid"]
 

@@ -71,12 +71,32 @@ def stem(word: str) -> str:
     return word
 
 
+_NOT_PLURAL = frozenset("is was has does his this its as us yes always perhaps whereas less unless across "
+                        "plus bus gas news series species".split())
+_AGGREGATE = re.compile(r"\b(how many|how much|how often|list|all the|every|ever|so far|in total|"
+                        r"what kinds?|what types?|which ones)\b", re.I)
+_WH_NOUN = re.compile(r"\b(?:what|which)\s+(?:[\w+'-]+\s+){0,2}?([a-z][\w'-]*s)\b", re.I)
+
+
+def is_aggregate(query: str) -> bool:
+    """Does the question gather several facts ("What books has she read?", "How many
+    times ...", "Which cities ...")? Such answers are spread over conversations."""
+    if _AGGREGATE.search(query):
+        return True
+    m = _WH_NOUN.search(query)
+    if not m:
+        return False
+    word = m.group(1).lower().rstrip("'")
+    return word not in _NOT_PLURAL and not word.endswith("ss") and not word.endswith("'s") and len(word) > 3
+
+
 @dataclass(frozen=True, slots=True)
 class QueryPlan:
     text: str                       # the original query (embedded as is)
     terms: tuple[str, ...]          # lexical terms
     ranges: tuple[TimeRange, ...]   # resolved time expressions
     speakers: frozenset[str]        # lowercased speaker names the query mentions
+    aggregate: bool = False         # the question gathers several facts (see is_aggregate)
 
 
 def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None],
@@ -94,4 +114,4 @@ def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None]
         # matches turns that greet or address that person.
         names = {part for s in speakers for part in tokenize(s)}
         terms = [t for t in terms if t not in names] or terms
-    return QueryPlan(query, tuple(terms), tuple(ranges), speakers)
+    return QueryPlan(query, tuple(terms), tuple(ranges), speakers, is_aggregate(query))

@@ -14,6 +14,7 @@ Pipeline (each step switchable in ``RetrievalConfig``):
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 from ..config import RetrievalConfig
 from ..errors import InvalidInputError
 from ..model import Episode, Hit, Unit
-from ..store.base import Snapshot, Store, Tenant
+from ..store.base import NoteSnapshot, Snapshot, Store, Tenant
 from ..timeutil import to_micros
 from .fuse import group_best, relative, rrf, top_indexes
 from ..semantic.retention import retention_at
@@ -156,7 +157,8 @@ class Retriever:
                        find_time=cfg.time_mode != "off", strip_time_words=cfg.strip_time_words,
                        drop_speaker_terms=cfg.drop_speaker_terms)
         ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
-        hits, rows = _assemble(self.store, tenant, idx, ranking, unit, k, cfg.diversity)
+        diversity = cfg.diversity if (plan.aggregate or cfg.diversity_scope == "all") else 0.0
+        hits, rows = _assemble(self.store, tenant, idx, ranking, unit, k, diversity)
         if self.on_recall is not None and ranking.note_scores is not None and rows:
             self._report_recalls(tenant, idx, ranking.note_scores, rows)
         return hits
@@ -209,8 +211,9 @@ class Retriever:
             order = top_indexes(sims + 2.0, cfg.candidates, mask[snap.vector_rows])
             turn_lists.append(("dense", snap.vector_rows[order], sims[order], w_dense))
         recalled: np.ndarray | None = None
+        stale: tuple[np.ndarray, np.ndarray] | None = None
         if cfg.notes_weight or cfg.graph_weight:
-            recalled = self._note_lists(tenant, idx, plan, cfg, query_vec, mask, as_of, turn_lists)
+            recalled, stale = self._note_lists(tenant, idx, plan, cfg, query_vec, mask, as_of, turn_lists)
         expansion: list[str] = []
         if cfg.prf_terms and cfg.session_lexical and plan.terms and turn_lists:
             expansion = self._feedback_terms(tenant, idx, plan, turn_lists, cfg.prf_terms)
@@ -241,6 +244,12 @@ class Retriever:
             turn_score = relative(snap.size, [(rows, sc, w) for _, rows, sc, w in turn_lists])
             session_score = relative(n_sessions, session_lists)
         session_score *= _group_max(time_factor, idx.row_session, n_sessions)
+        if stale is not None:  # a session whose best note for the query was superseded
+            raw_s = np.zeros(n_sessions)
+            kept_s = np.zeros(n_sessions)
+            np.maximum.at(raw_s, idx.row_session, stale[0])
+            np.maximum.at(kept_s, idx.row_session, stale[1])
+            session_score *= np.divide(kept_s, raw_s, out=np.ones(n_sessions), where=raw_s > 0)
         if cfg.neighbor_weight:
             turn_score = turn_score + cfg.neighbor_weight * _neighbor_max(turn_score, idx.row_session)
         turn_score = turn_score * time_factor
@@ -256,13 +265,14 @@ class Retriever:
         self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan, cfg: RetrievalConfig,
         query_vec: np.ndarray | None, mask: np.ndarray, as_of: datetime,
         turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]],
-    ) -> np.ndarray | None:
-        """Add the ``notes`` and ``graph`` lists (see retrieve/notes.py); demote turns
-        whose every note was superseded before ``as_of``. Returns note scores."""
+    ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+        """Add the ``notes`` and ``graph`` lists (see retrieve/notes.py) and demote turns
+        whose best note for the query was superseded before ``as_of``. Returns the note
+        scores and, when any matching note is superseded, per-turn (raw, kept) scores."""
         nidx = self.note_index(tenant, idx)
         notes = nidx.snap
         if notes.size == 0:
-            return None
+            return None, None
         validity = nidx.validity(to_micros(as_of), cfg.superseded_factor)
         lists: list[tuple[np.ndarray, np.ndarray, float]] = []
         if plan.terms:
@@ -275,6 +285,8 @@ class Retriever:
             order = top_indexes(sims + 2.0, cfg.candidates)
             lists.append((notes.vector_rows[order], sims[order], 1.0))
         raw_score = relative(notes.size, lists)
+        if cfg.refresh_cos < 1.0 and notes.vectors.size:
+            validity = validity * _refreshed(notes, raw_score, cfg)
         note_score = raw_score * validity
         if cfg.retention_weight:
             kept = retention_at(to_micros(as_of), notes.reinforced, notes.importance, notes.recall_count,
@@ -295,7 +307,8 @@ class Retriever:
             ep = nidx.to_episodes(pr, idx.snap.size) * mask
             rows = top_indexes(ep, cfg.candidates, ep > 0)
             turn_lists.append(("graph", rows, ep[rows], cfg.graph_weight))
-        if cfg.superseded_factor < 1.0 and (validity < 1.0).any():
+        stale = None
+        if cfg.superseded_factor < 1.0 and ((validity < 1.0) & (raw_score > 0)).any():
             # A turn whose best note for this query was superseded is demoted by the
             # same factor (a turn can carry a stale fact and a current one).
             raw = nidx.to_episodes(raw_score, idx.snap.size)
@@ -303,7 +316,8 @@ class Retriever:
             factor = np.divide(kept, raw, out=np.ones_like(raw), where=raw > 0)
             for i, (name, rows, scores, w) in enumerate(turn_lists):
                 turn_lists[i] = (name, rows, scores * factor[rows], w)
-        return note_score
+            stale = (raw, kept)
+        return note_score, stale
 
     def _feedback_terms(self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan,
                         turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]], n: int) -> list[str]:
@@ -336,6 +350,44 @@ class Ranking:
     session_mask: np.ndarray
     ranks: dict[str, dict[int, int]]
     note_scores: np.ndarray | None = None
+
+
+def _refreshed(notes: "NoteSnapshot", raw: np.ndarray, cfg: RetrievalConfig) -> np.ndarray:
+    """Query-time knowledge updates: among the notes that match the query, one that a
+    *later* note of the same subject restates closely (cosine >= ``refresh_cos``) is
+    treated as superseded by it when the two state different quantities. The
+    extractor only records an update when it recognises the attribute; this catches
+    "I've tried three Korean restaurants" -> "I just tried my fourth" when both answer
+    the same question, and leaves restatements without a changed quantity alone (they
+    are evidence to gather, not to replace)."""
+    factor = np.ones(notes.size)
+    with_vec = np.zeros(notes.size, bool)
+    with_vec[notes.vector_rows] = True
+    top = top_indexes(raw, 50, (raw > 0) & with_vec)
+    if len(top) < 2:
+        return factor
+    vec_row = {int(r): i for i, r in enumerate(notes.vector_rows)}
+    vecs = notes.vectors[[vec_row[int(r)] for r in top]]
+    sims = vecs @ vecs.T
+    starts = notes.valid_from[top]
+    subjects = [notes.subjects[int(r)] for r in top]
+    for a in range(len(top)):
+        for b in range(len(top)):
+            if (a != b and sims[a, b] >= cfg.refresh_cos and starts[b] > starts[a]
+                    and subjects[a] == subjects[b] and _values_differ(notes.norms[int(top[a])], notes.norms[int(top[b])])):
+                factor[top[a]] = cfg.superseded_factor
+                break
+    return factor
+
+
+_NUMERIC = re.compile(r"\b(?:\d+(?:[.,:]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                      r"first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|twice|once)\b")
+
+
+def _values_differ(a: str, b: str) -> bool:
+    """Both statements carry a quantity and the quantities differ ("three" -> "fourth")."""
+    na, nb = set(_NUMERIC.findall(a)), set(_NUMERIC.findall(b))
+    return bool(na) and bool(nb) and na != nb
 
 
 def _time_factors(times: np.ndarray, plan: QueryPlan, cfg: RetrievalConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -149,24 +149,35 @@ def informative(sentence: str) -> bool:
         bool(_FIRST_PERSON.search(sentence)),
         bool(_NUMBER.search(sentence)),
         bool(_QUOTED.search(sentence)),
-        bool(names(sentence)),
+        bool(names(sentence, strict=True)),
         any(rx.search(sentence) for _, rx in _TAGS),
     )
     return any(signals)
 
 
-def names(sentence: str) -> list[str]:
-    """Capitalised word runs that are not sentence-initial function words, plus quoted titles."""
+def names(sentence: str, *, strict: bool = False) -> list[str]:
+    """Capitalised word runs that are not sentence-initial function words, plus quoted
+    titles. A capitalised first word counts unless it addresses someone ("Caroline, ...")
+    or is a common sentence opener; ``strict`` (deciding whether a sentence is worth a
+    note) ignores every single capitalised first word: counting them added mostly
+    chit-chat notes and cost single-hop recall on LoCoMo (measured, docs/semantic.md)."""
     found: dict[str, None] = {}
     for m in _QUOTED.finditer(sentence):
         found.setdefault(m.group(1).strip(), None)
     for m in _NAME.finditer(sentence):
-        name = m.group(1).strip().rstrip("'’s").strip()
-        first = name.split()[0].lower().strip("'’")
+        name = re.sub(r"['’]s$", "", m.group(1).strip()).strip()
+        words = name.split()
+        while len(words) > 1 and (words[0].lower() in _STARTERS or words[0].lower() in STOPWORDS
+                                  or words[0].lower() in _NOT_NAMES):
+            words = words[1:]   # "Yesterday Marco" -> "Marco"
+        name = " ".join(words)
+        first = words[0].lower().strip("'’")
         at_start = sentence[:m.start()].strip(" \"'([") == ""
         if first in _NOT_NAMES or len(name) < 2:
             continue
-        if at_start and len(name.split()) == 1 and (first in STOPWORDS or first in _STARTERS or first.endswith("ly")):
+        vocative = sentence[m.end():m.end() + 1] in (",", "!")   # "Caroline, that's great"
+        if at_start and len(name.split()) == 1 and (strict or vocative or first in STOPWORDS
+                                                    or first in _STARTERS or first.endswith("ly")):
             continue
         if name.lower() in _MONTHS_DAYS:
             continue
