@@ -95,7 +95,7 @@ def run(
     if llm is not None:
         from .qa import summarise
 
-        result["qa"] = {"model": llm.model_id, **summarise(qa_rows), "usage": vars(llm.usage)}
+        result["qa"] = {"model": llm.model_id, **summarise(qa_rows), "usage": llm.usage.as_dict()}
     result["config"] = {name: cfg.as_dict() for name, cfg in named}
     result["environment"] = environment()
     return result
