@@ -201,3 +201,63 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="corrupt|not a memstrata"):
         SQLiteStore(path)
+
+
+# -- semantic memory ----------------------------------------------------------------------
+from memstrata.errors import ConflictError  # noqa: E402
+from memstrata.store.base import NewNote, NoteWrite  # noqa: E402
+
+
+def _queue(store: Store, tenant: Tenant, *texts: str) -> list[int]:
+    store.add_episodes(tenant, [draft(t) for t in texts])
+    return [k for k, _ in store.pending_episodes(tenant, limit=100)]
+
+
+def test_pending_queue_is_per_tenant_and_consumed_with_the_notes(store: Store) -> None:
+    ka = _queue(store, A, "I live in Lisbon", "I like tea")
+    kb = _queue(store, B, "I live in Oslo")
+    assert store.pending_count(A) == 2 and store.pending_count(B) == 1 and store.pending_count() == 3
+    assert set(store.pending_tenants()) == {A, B}
+    write = NoteWrite(new=[NewNote(id="n1", content="Alice: I live in Lisbon", source_keys=(ka[0],), norm="x",
+                                   keywords=("lisbon",), subject="Alice", slot="residence", value="lisbon",
+                                   vector=np.ones(4, np.float32) / 2)],
+                      history=[("n1", "created", {"content": "Alice: I live in Lisbon"})], done=ka, model_id="m")
+    assert store.apply_notes(A, write).keys() == {"n1"}
+    assert store.pending_count(A) == 0 and store.pending_count(B) == 1
+    snap = store.note_snapshot(A, "m")
+    assert snap.ids == ("n1",) and snap.vectors.shape == (1, 4) and list(snap.source_keys) == [ka[0]]
+    assert store.note_snapshot(B, "m").size == 0
+    assert [k for k, _ in store.lexical_notes(A, ["lisbon"], limit=5)] == [int(snap.keys[0])]
+    assert store.lexical_notes(B, ["lisbon"], limit=5) == []
+    assert store.get_notes(B, ["n1"]) == [] and store.note_history(B, "n1") == []
+    assert kb
+
+
+def test_a_batch_consumed_by_another_worker_is_refused_whole(store: Store) -> None:
+    keys = _queue(store, A, "I live in Lisbon")
+    first = NoteWrite(new=[NewNote(id="n1", content="c", source_keys=(keys[0],), norm="c")], done=keys)
+    second = NoteWrite(new=[NewNote(id="n2", content="c", source_keys=(keys[0],), norm="c")], done=keys)
+    store.apply_notes(A, first)
+    with pytest.raises(ConflictError):
+        store.apply_notes(A, second)
+    assert [n.id for n in store.get_notes(A)] == ["n1"]
+
+
+def test_note_updates_links_and_cascading_deletes(store: Store) -> None:
+    keys = _queue(store, A, "I live in Lisbon", "I moved to Berlin")
+    store.apply_notes(A, NoteWrite(new=[NewNote(id="old", content="Lisbon", source_keys=(keys[0],), norm="l"),
+                                        NewNote(id="new", content="Berlin", source_keys=(keys[1],), norm="b")],
+                                   done=keys))
+    store.apply_notes(A, NoteWrite(updates=[("old", {"status": "superseded", "valid_to": T0, "superseded_by": "new"})],
+                                   links=[("new", "old", "updates", "moved")],
+                                   history=[("old", "superseded", {"by": "new"})]))
+    old = store.get_notes(A, ["old"])[0]
+    assert (old.status, old.valid_to, old.superseded_by) == ("superseded", T0, "new")
+    assert [(l.source_id, l.target_id, l.kind) for l in store.note_links(A, "old")] == [("new", "old", "updates")]
+    ep_id = store.list_episodes(A)[0].id
+    store.delete_episodes(A, [ep_id])
+    assert [n.id for n in store.get_notes(A)] == ["new"] and store.note_links(A, "new") == []
+    assert [c.action for c in store.note_history(A, "old")] == ["superseded", "deleted"]
+    assert all(c.detail in ({}, {"reason": "source episodes deleted"}) for c in store.note_history(A, "old"))
+    store.erase_tenant(A)
+    assert store.get_notes(A) == [] and store.note_history(A, "old") == [] and store.pending_count(A) == 0
