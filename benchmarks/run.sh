@@ -7,10 +7,11 @@ M=.venv/bin/memstrata
 DATA=${MEMSTRATA_BENCH_DATA:-../shared/bench}
 OUT=benchmarks/results
 mkdir -p "$OUT"
-$M bench longmemeval "$DATA/longmemeval_s_dev.json.gz" \
-  --variant "hybrid;hybrid:prf_terms=0;hybrid:fusion=rrf;bm25;dense;hybrid:time_mode=off;hybrid:session_dense=false;hybrid:hide_future=true" \
-  --out "$OUT/longmemeval_s_dev.json"
-$M bench locomo "$DATA/locomo_dev.json.gz" \
-  --variant "hybrid;hybrid:prf_terms=0;hybrid:fusion=rrf;bm25;dense;hybrid:neighbor_weight=0;hybrid:speaker_boost=0;hybrid:time_mode=off;hybrid:drop_speaker_terms=true" \
-  --out "$OUT/locomo_dev.json"
+# Default (episodes + derived notes), the core engine without notes (episodic), graph
+# recall on, the semantic switches one at a time, and the single-retriever floors.
+VARIANTS="hybrid;episodic;graph;hybrid:refresh_cos=1.0;hybrid:refresh_factor=0.7;hybrid:superseded_factor=1.0,refresh_cos=1.0;hybrid:diversity=0.2;hybrid:fusion=rrf;bm25;dense"
+$M bench longmemeval "$DATA/longmemeval_s_dev.json.gz" --variant "$VARIANTS" --out "$OUT/longmemeval_s_dev.json"
+$M bench locomo "$DATA/locomo_dev.json.gz" --variant "$VARIANTS" --out "$OUT/locomo_dev.json"
+# Ingest speed of the core engine alone (no notes), for the 2x budget of note extraction.
+$M bench locomo "$DATA/locomo_dev.json.gz" --no-notes --variant episodic --out "$OUT/locomo_dev_no_notes.json"
 $M bench latency "$DATA/longmemeval_s_dev.json.gz" --sessions 500 --out "$OUT/latency_500_sessions.json"

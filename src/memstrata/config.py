@@ -44,6 +44,7 @@ class RetrievalConfig:
     ppr_damping: float = 0.5        # probability of following an edge (1 - restart probability)
     superseded_factor: float = 0.7  # score factor for turns whose every note was superseded before as_of
     refresh_cos: float = 0.5        # a matching note restated later with another quantity counts as superseded (1: off)
+    refresh_factor: float = 0.8     # ... and its score is multiplied by this (softer than superseded_factor)
     diversity: float = 0.0          # session diversity of turn/round results (MMR-style; 0: pure score order)
     diversity_scope: Literal["aggregate", "all"] = "aggregate"  # only for questions that gather facts, or always
     retention_weight: float = 0.0   # weight of the forgetting curve in note scores (0: off)

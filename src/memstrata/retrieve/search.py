@@ -375,7 +375,7 @@ def _refreshed(notes: "NoteSnapshot", raw: np.ndarray, cfg: RetrievalConfig) -> 
         for b in range(len(top)):
             if (a != b and sims[a, b] >= cfg.refresh_cos and starts[b] > starts[a]
                     and subjects[a] == subjects[b] and _values_differ(notes.norms[int(top[a])], notes.norms[int(top[b])])):
-                factor[top[a]] = cfg.superseded_factor
+                factor[top[a]] = cfg.refresh_factor
                 break
     return factor
 
