@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from memstrata import Memory, MemoryConfig
 from memstrata.bench.qa import answer_and_judge
 from memstrata.config import EmbedConfig, NotesConfig
-from memstrata.providers.llm import OpenAICompatLLM
+from memstrata.prompts import extract_notes
+from memstrata.providers.llm import LLMError, OpenAICompatLLM
 
 
 def _gguf() -> Path:
@@ -29,8 +30,11 @@ def _gguf() -> Path:
     return found[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server per test process. One thread for generation *and* prompt batches:
+    under ``pytest -n 2`` each worker may start its own server, and llama.cpp's
+    spin-waiting threads on oversubscribed cores made calls 20x slower (60 s, not 3 s)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -38,7 +42,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
+             "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
+             "--model_alias", "smollm2"],
             stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -88,8 +93,6 @@ def test_unconstrained_modes_validate_and_retry_against_a_real_server(llama_serv
     """Without a grammar the 135M model may or may not produce valid JSON; either way
     the reply is validated and retried, and failure is one LLMError naming the schema
     (llama-cpp-python answers json_schema with HTTP 500: an LLMError, not a crash)."""
-    from memstrata.providers.llm import LLMError
-
     llm = OpenAICompatLLM(llama_server, "smollm2", output_mode=mode, timeout_s=60, max_retries=1)  # type: ignore[arg-type]
     try:
         out = llm.structured([{"role": "user", "content": "Ana moved to Lisbon in 2021. City and year as JSON."}],
@@ -121,6 +124,6 @@ def test_llm_extractor_writes_notes_through_the_real_server(llama_server: str, t
         assert report.episodes + report.failed_batches >= 1
         for note in mem.notes(user_id="ana"):
             assert note.source_episode_ids == (eps[0].id,)
-            assert note.extractor == "llm:smollm2/extract_notes/1"
+            assert note.extractor == f"llm:smollm2/{extract_notes.VERSION}"
         assert mem.get(eps[0].id, user_id="ana").content.startswith("I adopted a dog")
         assert llm.usage.calls >= 1

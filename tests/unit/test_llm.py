@@ -3,7 +3,9 @@ prompts, the judge, and the LLM extractor/relator inside the real write path."""
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from memstrata.bench.qa import answer_and_judge, summarise
 from memstrata.config import EmbedConfig, NotesConfig
 from memstrata.errors import ConfigError
 from memstrata.prompts import answer, extract_notes, judge, relate_notes
-from memstrata.providers.llm import LLMConfig, LLMError, extract_json
+from memstrata.providers.llm import LLM, LLMConfig, LLMError, TokenUsage, extract_json
 from tests.fakes import ScriptedLLM
 
 
@@ -106,6 +108,73 @@ def test_judge_verdicts_and_qa_summary() -> None:
     assert s["accuracy"] == pytest.approx(0.6667, abs=1e-4) and s["by_type"]["a"] == {"n": 2, "accuracy": 0.5}
 
 
+def test_json_modes_accept_a_fenced_reply_but_still_validate() -> None:
+    llm = ScriptedLLM(['```json\n{"name": "Rex", "age": 3}\n```'], output_mode="json_schema")
+    assert llm.structured([{"role": "user", "content": "a pet"}], Pet) == Pet(name="Rex", age=3)
+    assert llm.calls[0][0] == [{"role": "user", "content": "a pet"}]  # json_schema: the schema travels in the request
+    bad = ScriptedLLM(['{"name": "Rex", "age": "three"}'] * 2, output_mode="json_object", max_retries=1)
+    with pytest.raises(LLMError, match="Pet after 2 tries"):
+        bad.structured([{"role": "user", "content": "a pet"}], Pet)
+    assert bad.usage.failures == 2
+
+
+def test_the_fake_is_an_llm_and_usage_is_thread_safe_and_copyable() -> None:
+    assert isinstance(ScriptedLLM([]), LLM)
+    usage = TokenUsage()
+    workers = [threading.Thread(target=lambda: [usage.add(2, 1) for _ in range(2000)]) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    usage.fail()
+    assert usage.as_dict() == {"prompt_tokens": 16000, "completion_tokens": 8000, "calls": 8000, "failures": 1}
+    clone = copy.deepcopy(usage)
+    clone.add(1, 1, failed=True)
+    assert clone.calls == 8001 and clone.failures == 2 and usage.calls == 8000
+
+
+def test_parse_verdict_reads_labels_after_reasons_and_negations() -> None:
+    assert judge.parse_verdict("The generated answer names the same city. CORRECT")
+    assert not judge.parse_verdict("The answer is not correct: it names Porto. WRONG")
+    assert not judge.parse_verdict("It is not correct.")
+    assert judge.parse_verdict("**Yes** - the response contains Lisbon; no other city is named.")
+    assert not judge.parse_verdict("No. The response says yes to the wrong question.")
+    assert judge.parse_verdict('{"label": "CORRECT"}') and not judge.parse_verdict('{"correct": false, "reason": "yes"}')
+    assert not judge.parse_verdict("")
+
+
+def test_longmemeval_abstention_and_preference_use_their_own_wording() -> None:
+    abs_msg = judge.messages(benchmark="longmemeval", question="q", gold="never mentioned", answer="a",
+                             question_type="abstention")[0]["content"]
+    assert "unanswerable question" in abs_msg and "Explanation: never mentioned" in abs_msg
+    assert abs_msg.endswith("Does the model correctly identify the question as unanswerable? Answer yes or no only.")
+    pref = judge.messages(benchmark="longmemeval", question="q", gold="likes jazz", answer="a",
+                          question_type="single-session-preference")[0]["content"]
+    assert "Rubric: likes jazz" in pref and pref.endswith("Is the model response correct? Answer yes or no only.")
+    ku = judge.messages(benchmark="longmemeval", question="q", gold="g", answer="a",
+                        question_type="knowledge-update")[0]["content"]
+    assert "previous information along with an updated answer" in ku
+
+
+def test_relation_reasons_are_truncated_not_rejected_and_dates_are_shown() -> None:
+    rel = relate_notes.Relation.model_validate({"target_id": "n1", "kind": "related", "reason": "x" * 500})
+    assert len(rel.reason) == 200
+    user = relate_notes.messages({"content": "Ana moved to Berlin", "date": "2024-06-01"},
+                                 [{"id": "n1", "content": "Ana lives in Lisbon", "date": "2024-01-05"},
+                                  {"id": "n2", "content": "Ana has a dog"}])[1]["content"]
+    assert "NEW (2024-06-01): Ana moved to Berlin" in user
+    assert "- id=n1 (2024-01-05): Ana lives in Lisbon" in user and "- id=n2: Ana has a dog" in user
+
+
+def test_summarise_accepts_question_type_and_empty_input() -> None:
+    s = summarise([{"question_type": "temporal-reasoning", "correct": True, "error": False},
+                   {"question_type": "temporal-reasoning", "correct": False, "error": True}])
+    assert s["by_type"] == {"temporal-reasoning": {"n": 2, "accuracy": 0.5}} and s["errors"] == 1
+    assert s["judge_prompt"] == judge.VERSION
+    empty = summarise([])
+    assert empty["n"] == 0 and empty["by_type"] == {}
+
+
 # -- the LLM path inside the write path ------------------------------------------------------
 def scripted_memory_llm() -> ScriptedLLM:
     def respond(messages, schema):  # type: ignore[no-untyped-def]
@@ -135,7 +204,7 @@ def test_llm_extractor_and_relator_drive_notes_and_updates(tmp_path: Path) -> No
         b = mem.add("I moved to Berlin!", user_id="ana", timestamp="2024-06-01T00:00:00Z", wait=True)
         notes = {n.content: n for n in mem.notes(user_id="ana")}
         old, new = notes["Ana lives in Lisbon."], notes["Ana moved to Berlin."]
-        assert old.extractor == "llm:scripted/extract_notes/1" and old.tags == ("location",)
+        assert old.extractor == f"llm:scripted/{extract_notes.VERSION}" and old.tags == ("location",)
         assert old.valid_from is not None and old.valid_from.isoformat().startswith("2024-01-01")
         assert old.source_episode_ids == (a[0].id,) and new.source_episode_ids == (b[0].id,)
         assert old.status == "superseded" and old.superseded_by == new.id

@@ -13,6 +13,12 @@ from ..providers.llm import LLM, LLMError
 
 def answer_and_judge(llm: LLM, *, benchmark: Literal["longmemeval", "locomo"], question: str, gold: str,
                      question_type: str, question_date: str, context_text: str) -> dict[str, Any]:
+    """Answer ``question`` from ``context_text`` with ``complete``, then judge the answer
+    against ``gold``: ``structured`` first, a plain yes/no reply read by
+    ``judge.parse_verdict`` if that fails. Returns ``answer``, ``correct`` and
+    ``judge_reason``, plus ``error: True`` when the LLM could not answer or judge (the
+    row then counts as wrong). LongMemEval's ``_abs`` questions take
+    ``question_type="abstention"``."""
     try:
         answer = llm.complete(answer_prompt.messages(question, question_date=question_date, context=context_text),
                               max_tokens=200).strip()
@@ -33,9 +39,11 @@ def answer_and_judge(llm: LLM, *, benchmark: Literal["longmemeval", "locomo"], q
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy overall and per question type (a row's ``type`` or ``question_type``),
+    the number of rows the LLM failed on, and the prompt versions used."""
     by_type: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
-        by_type[r["type"]].append(bool(r["correct"]))
+        by_type[str(r.get("type", r.get("question_type", "unknown")))].append(bool(r["correct"]))
     n = len(rows)
     return {
         "n": n,

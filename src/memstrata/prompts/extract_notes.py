@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-VERSION = "extract_notes/1"
+VERSION = "extract_notes/2"
 
 SYSTEM = """You turn conversation turns into long-term memory notes.
 Write one note per atomic fact a person states about themselves or their world:
@@ -28,14 +28,18 @@ Return {"notes": []} when nothing is worth remembering."""
 
 
 class NoteOut(BaseModel):
-    content: str
-    context: str = ""
-    keywords: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    entities: list[str] = Field(default_factory=list)
-    importance: float = 0.5
-    valid_from: str | None = None
-    turns: list[int] = Field(default_factory=list)
+    """One note. Limits (keywords <= 8, tags <= 5, importance in 0..1) are asked for in
+    the prompt and enforced by the caller, not by rejecting the reply."""
+
+    content: str = Field(description="One atomic, self-contained fact in the third person, naming the person, "
+                                     "with absolute dates")
+    context: str = Field(default="", description="One short sentence: the situation it came from")
+    keywords: list[str] = Field(default_factory=list, description="At most 8 keywords")
+    tags: list[str] = Field(default_factory=list, description="At most 5 tags, e.g. preference, plan, event")
+    entities: list[str] = Field(default_factory=list, description="People, places, organisations, titles")
+    importance: float = Field(default=0.5, description="0 (trivial) to 1 (essential)")
+    valid_from: str | None = Field(default=None, description="ISO date the fact started to hold, or null")
+    turns: list[int] = Field(default_factory=list, description="Indexes of the source turns")
 
 
 class Response(BaseModel):

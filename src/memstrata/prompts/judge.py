@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel
 
-VERSION = "judge/1"
+VERSION = "judge/2"
 
 
 class Response(BaseModel):
@@ -44,28 +44,58 @@ _LME_TEMPLATES = {
                    "information is not."),
 }
 
-_LOCOMO = ("Your task is to label an answer to a question as CORRECT or WRONG. You will be given a question, a "
-           "gold (ground truth) answer, and a generated answer. Be generous: as long as the generated answer "
-           "touches on the same topic as the gold answer, or refers to the same date or time period (in any "
-           "format), count it as CORRECT. Otherwise label it WRONG.")
+_LOCOMO = """Your task is to label an answer to a question as CORRECT or WRONG. You will be given
+(1) a question (posed by one user to another user), (2) a gold (ground truth) answer, and
+(3) a generated answer, which you will score as CORRECT or WRONG.
+
+The point of the question is to ask about something one user should know about the other
+user from their prior conversations. The gold answer is usually short. The generated answer
+may be much longer, but be generous with your grading: as long as it touches on the same
+topic as the gold answer, count it as CORRECT.
+
+For time-related questions the gold answer is a specific date, month or year. The generated
+answer may be longer or use relative references ("last Tuesday", "next month"); as long as
+it refers to the same date or time period as the gold answer, count it as CORRECT, whatever
+the format ("May 7th" and "7 May" are the same date)."""
+
+_LME_ENDINGS = {
+    "abstention": "Does the model correctly identify the question as unanswerable? Answer yes or no only.",
+}
+_LME_LABELS = {"single-session-preference": "Rubric", "abstention": "Explanation"}
 
 
 def messages(*, benchmark: str, question: str, gold: str, answer: str, question_type: str) -> list[dict[str, str]]:
+    """The judge's chat. For LongMemEval, ``question_type`` is the dataset's type, or
+    ``"abstention"`` for the unanswerable ``_abs`` questions (whatever their type)."""
     if benchmark == "locomo":
-        body = f"{_LOCOMO}\n\nQuestion: {question}\nGold answer: {gold}\nGenerated answer: {answer}\n\n" \
-               "Is the generated answer CORRECT?"
+        body = (f"{_LOCOMO}\n\nQuestion: {question}\nGold answer: {gold}\nGenerated answer: {answer}\n\n"
+                "First give a one-sentence reason, then finish with CORRECT or WRONG (never both).")
     else:
         template = _LME_TEMPLATES.get(question_type, _LME_TEMPLATES["default"])
-        label = "Rubric" if question_type == "single-session-preference" else (
-            "Explanation" if question_type == "abstention" else "Correct Answer")
-        body = f"{template}\n\nQuestion: {question}\n\n{label}: {gold}\n\nModel Response: {answer}\n\n" \
-               "Is the model response correct? Answer yes or no only."
+        label = _LME_LABELS.get(question_type, "Correct Answer")
+        ending = _LME_ENDINGS.get(question_type, "Is the model response correct? Answer yes or no only.")
+        body = f"{template}\n\nQuestion: {question}\n\n{label}: {gold}\n\nModel Response: {answer}\n\n{ending}"
     return [{"role": "user", "content": body}]
 
 
+_VERDICT = re.compile(r"\b(not\s+(?:correct|right|true)|yes|no|correct|right|wrong|incorrect|true|false)\b")
+_JSON_VERDICT = re.compile(r'"(?:correct|label|verdict|answer)"\s*:\s*"?(true|false|yes|no|correct|wrong|incorrect)\b')
+
+
+def _positive(word: str) -> bool:
+    return word in ("yes", "correct", "right", "true")
+
+
 def parse_verdict(text: str) -> bool:
-    """A plain-text verdict: yes / no / CORRECT / WRONG (first one that appears)."""
-    m = re.search(r"\b(yes|no|correct|wrong|incorrect|true|false)\b", text.lower())
-    if not m:
+    """A verdict from a plain reply: yes/no, CORRECT/WRONG, true/false. A JSON field
+    (``{"label": "CORRECT"}``, ``{"correct": true}``) wins; then a reply that opens with a
+    verdict ("Yes.", "WRONG - ..."); otherwise the last verdict word, since the LoCoMo
+    judge gives its reason first ("not correct" counts as wrong). No verdict: False."""
+    low = text.lower()
+    if m := _JSON_VERDICT.search(low):
+        return _positive(m.group(1))
+    words = [m.group(1) for m in _VERDICT.finditer(low)]
+    if not words:
         return False
-    return m.group(1) in ("yes", "correct", "true")
+    opening = _VERDICT.match(low.lstrip(" \t\n*#>`\"'([:-"))
+    return _positive(opening.group(1) if opening else words[-1])

@@ -42,6 +42,9 @@ class LLMError(MemstrataError):
 
 @dataclass
 class TokenUsage:
+    """Tokens and calls spent by one LLM instance. ``calls`` counts requests sent;
+    ``failures`` counts requests that failed and replies that did not validate."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
@@ -49,22 +52,34 @@ class TokenUsage:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, prompt: int = 0, completion: int = 0, *, failed: bool = False) -> None:
+        """Record one request (thread-safe)."""
         with self._lock:
             self.prompt_tokens += prompt
             self.completion_tokens += completion
             self.calls += 1
             self.failures += int(failed)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "calls": self.calls, "failures": self.failures}
+    def fail(self) -> None:
+        """Record a failure that was not a separate request (a reply that did not validate)."""
+        with self._lock:
+            self.failures += 1
 
-    def __getstate__(self) -> dict[str, int]:  # vars()/json friendliness without the lock
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                    "calls": self.calls, "failures": self.failures}
+
+    def __getstate__(self) -> dict[str, int]:  # copy/pickle without the lock
         return self.as_dict()
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
 
 @runtime_checkable
 class LLM(Protocol):
+    """What memstrata needs from a chat model: free text, and validated structured output."""
+
     model_id: str
     usage: TokenUsage
 
@@ -103,8 +118,33 @@ def extract_json(text: str) -> str:
 
 
 def schema_instruction(schema: type[BaseModel]) -> str:
+    """The system message that carries ``schema`` in the json_object and prompt modes."""
     return ("Reply with one JSON object only, no prose, matching this JSON schema:\n"
             + json.dumps(schema.model_json_schema(), ensure_ascii=False))
+
+
+def _parse(reply: str, schema: type[M], *, lenient: bool) -> M:
+    """Validate ``reply`` against ``schema``. In prompt mode the first JSON object is
+    taken from the prose; in the JSON modes the whole reply is tried first, then the
+    same extraction (some servers still wrap constrained output in fences)."""
+    if not lenient:
+        try:
+            return schema.model_validate_json(reply)
+        except ValidationError as exc:
+            try:
+                raw = extract_json(reply)
+            except ValueError:
+                raise exc from None
+            if raw.strip() == reply.strip():
+                raise
+            return schema.model_validate_json(raw)
+    return schema.model_validate_json(extract_json(reply))
+
+
+def _describe(exc: Exception) -> str:
+    """A validation error in a few plain lines: no documentation links, no long input echo."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("For further")]
+    return "; ".join(lines[:7])[:1000] or type(exc).__name__
 
 
 def structured_call(call: Callable[[Messages], str], messages: Messages, schema: type[M], *,
@@ -118,14 +158,12 @@ def structured_call(call: Callable[[Messages], str], messages: Messages, schema:
     for _ in range(max_retries + 1):
         reply = call(convo)
         try:
-            raw = reply if mode != "prompt" else extract_json(reply)
-            return schema.model_validate_json(raw)
+            return _parse(reply, schema, lenient=mode == "prompt")
         except (ValidationError, ValueError) as exc:
-            last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            with usage._lock:
-                usage.failures += 1
+            last_error = _describe(exc)
+            usage.fail()
             convo = [*convo, {"role": "assistant", "content": reply[:4000]},
-                     {"role": "user", "content": f"Your previous reply was invalid: {exc}. Reply with JSON only."}]
+                     {"role": "user", "content": f"Your previous reply was invalid: {last_error}. Reply with JSON only."}]
     raise LLMError(f"the LLM's reply did not match {schema.__name__} after {max_retries + 1} tries: {last_error}")
 
 
@@ -222,3 +260,18 @@ class LLMConfig:
     def build(self) -> OpenAICompatLLM:
         return OpenAICompatLLM(self.base_url, self.model, api_key=self.api_key, output_mode=self.output_mode,
                                timeout_s=self.timeout_s, max_retries=self.max_retries)
+
+
+__all__ = [
+    "LLM",
+    "LLMConfig",
+    "LLMError",
+    "OUTPUT_MODES",
+    "Messages",
+    "OpenAICompatLLM",
+    "OutputMode",
+    "TokenUsage",
+    "extract_json",
+    "schema_instruction",
+    "structured_call",
+]
