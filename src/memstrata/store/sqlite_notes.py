@@ -367,6 +367,9 @@ class NotesMixin:
             return
         now = _now()
         with self._translate("summaries"), self._write() as c:
+            if not c.execute("SELECT 1 FROM episodes WHERE namespace=? AND user_id=? LIMIT 1",
+                             (tenant.namespace, tenant.user_id)).fetchone():
+                return  # erased (or never existed) meanwhile: write nothing about this user
             sessions = dict(c.execute("SELECT session_id, key FROM sessions WHERE namespace=? AND user_id=?",
                                       (tenant.namespace, tenant.user_id)).fetchall())
             for sid, text, n in rows:
