@@ -402,6 +402,107 @@ def demo(
         run_demo(out, db, embed=not no_embed, table=_hits_table)
 
 
+keys_app = typer.Typer(help="API keys of the servers (REST, MCP over HTTP), kept hashed in the store.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Namespace the key is confined to."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="Confine the key to one user too."),
+    admin: bool = typer.Option(False, "--admin", help="A key that manages keys (and reads no memory)."),
+    label: str = typer.Option("", "--label", help="A note for humans: who holds the key."),
+    db: Optional[Path] = DbOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Create an API key and print its token (shown once; only a hash is stored)."""
+    from .server.auth import KeyRing
+    from .store import open_store
+
+    with _errors():
+        if not admin and not namespace:
+            raise InvalidInputError("a data key needs --namespace (or pass --admin for a key-managing key)")
+        store = open_store(db if db is not None else default_path())
+        try:
+            issued = KeyRing(store).create(namespace=namespace, user_id=user, admin=admin, label=label)
+        finally:
+            store.close()
+    if as_json:
+        _print_json({**_to_jsonable(issued.key), "token": issued.token})
+        return
+    scope = "admin" if admin else f"namespace {namespace!r}" + (f", user {user!r}" if user else "")
+    out.print(f"created key {issued.key.key_id} ({scope}); the token is shown only now:")
+    out.print(issued.token, markup=False)
+
+
+@keys_app.command("list")
+def keys_list(db: Optional[Path] = DbOpt, as_json: bool = JsonOpt) -> None:
+    """List keys (ids, scope, label, created, revoked); never the secrets."""
+    from .server.auth import KeyRing
+    from .store import open_store
+
+    with _errors():
+        store = open_store(db if db is not None else default_path())
+        try:
+            keys = KeyRing(store).list()
+        finally:
+            store.close()
+    if as_json:
+        _print_json(keys)
+        return
+    table = Table("key id", "scope", "label", "created", "revoked")
+    for k in keys:
+        scope = "admin" if k.admin else f"{k.namespace}" + (f" / {k.user_id}" if k.user_id else " / *")
+        table.add_row(k.key_id, scope, k.label, fmt_time(k.created_at), fmt_time(k.revoked_at) if k.revoked_at else "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id (from keys list)."), db: Optional[Path] = DbOpt) -> None:
+    """Revoke a key; requests with it fail at once."""
+    from .server.auth import KeyRing
+    from .store import open_store
+
+    with _errors():
+        store = open_store(db if db is not None else default_path())
+        try:
+            key = KeyRing(store).revoke(key_id)
+        finally:
+            store.close()
+    out.print(f"revoked key {key.key_id}")
+
+
+def _server_memory(db: Optional[Path], no_embed: bool) -> Memory:
+    """A long-lived process: notes are derived by the background worker."""
+    config = MemoryConfig.from_env()
+    if no_embed:
+        config = replace(config, embed=replace(config.embed, enabled=False))
+    return Memory(db if db is not None else default_path(), config=config)
+
+
+@app.command()
+def serve(
+    db: Optional[Path] = DbOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port."),
+    max_body_bytes: int = typer.Option(8 * 1024 * 1024, "--max-body-bytes", min=1024, help="Largest request body."),
+    no_web: bool = typer.Option(False, "--no-web", help="Do not serve the browse page at /."),
+    no_embed: bool = NoEmbedOpt,
+) -> None:
+    """Run the REST API (/v1, OpenAPI at /openapi.json, docs at /docs) and the web page at /."""
+    from .server.rest import ServerSettings, serve as run_server
+
+    with _errors():
+        mem = _server_memory(db, no_embed)
+    try:
+        if not mem.store.list_api_keys():
+            err.print("no API keys yet: create one with `memstrata keys create --namespace NAME`")
+        out.print(f"memstrata API on http://{host}:{port}/  (docs: /docs, store: {getattr(mem.store, 'path', '?')})")
+        run_server(mem, host=host, port=port, settings=ServerSettings(max_body_bytes=max_body_bytes, web=not no_web))
+    finally:
+        mem.close()
+
+
 def _bench_run(runner: Callable[..., dict[str, Any]], path: Path, limit: Optional[int], variant: Optional[str],
                as_json: bool, out_file: Optional[Path], no_embed: bool, embed_roles: Optional[str],
                precision: str, *, notes: bool = True, use_llm: bool = False) -> None:

@@ -359,6 +359,20 @@ class Memory:
         """Episodes waiting for note processing."""
         return self.store.pending_count(self._tenant(user_id, namespace) if user_id is not None else None)
 
+    def pending_in(self, session_id: str, first: int, last: int, *, user_id: str,
+                   namespace: str | None = None) -> tuple[int, int]:
+        """Of one add's episodes (``session_id`` at positions ``first..last``): how many
+        still wait for note processing, and how many of those failed at least once."""
+        tenant = self._tenant(user_id, namespace)
+        check_id(session_id, "session_id", self.config.limits)
+        _check_int(first, "first", 0, 2**53)
+        _check_int(last, "last", 0, 2**53)
+        return self.store.pending_span(tenant, session_id, first, last)
+
+    def has_user(self, user_id: str, *, namespace: str | None = None) -> bool:
+        """Whether anything was ever added for this user (and not erased since)."""
+        return self.store.revision(self._tenant(user_id, namespace)) > 0
+
     def notes(self, *, user_id: str, status: str | None = None, limit: int = 100, offset: int = 0,
               namespace: str | None = None) -> list[Note]:
         """Derived notes, newest first; ``status`` active, superseded or None for all."""
@@ -458,12 +472,20 @@ class Memory:
         os.replace(tmp, target)
         return n
 
-    def import_(self, path: str | os.PathLike[str], *, namespace: str | None = None) -> int:
+    def import_(self, path: str | os.PathLike[str], *, namespace: str | None = None,
+                user_id: str | None = None) -> int:
         """Load a file written by ``export``. The whole file is validated before anything
         is written; episodes whose id already exists identically are skipped. Imported
-        records keep their user ids and land in ``namespace`` (default: this memory's)."""
+        records keep their user ids and land in ``namespace`` (default: this memory's).
+        With ``user_id``, the file must hold only that user's records (the servers use
+        this so an import can never write into another user)."""
         ns = namespace if namespace is not None else self.config.namespace
         batches = _read_export(Path(path), self.config)
+        if user_id is not None:
+            self._tenant(user_id, ns)
+            strangers = sorted(u for u in batches if u != user_id)
+            if strangers:
+                raise InvalidFileError(f"{path}: holds records of user {strangers[0]!r}, not only of {user_id!r}")
         written = 0
         for user_id, rows in batches.items():
             tenant = self._tenant(user_id, ns)

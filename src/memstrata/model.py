@@ -190,3 +190,22 @@ class Summary:
     text: str
     n_notes: int
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A server credential. A data key is bound to a ``namespace`` and optionally to one
+    ``user_id``: every request made with it is confined there. An ``admin`` key manages
+    keys and reads no memory. The secret itself is never stored (only its SHA-256)."""
+
+    key_id: str
+    namespace: str | None
+    user_id: str | None
+    admin: bool
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

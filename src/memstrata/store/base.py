@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..model import Episode, Link, Note, NoteChange, SessionInfo, Stats, Summary
+from ..model import ApiKey, Episode, Link, Note, NoteChange, SessionInfo, Stats, Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,5 +273,23 @@ class Store(Protocol):
         ...
 
     def get_summaries(self, tenant: Tenant, session_id: str | None = None) -> list[Summary]: ...
+
+    def pending_span(self, tenant: Tenant, session_id: str, first: int, last: int) -> tuple[int, int]:
+        """Of the tenant's episodes in ``session_id`` at positions ``first..last``: how many
+        still wait for note processing, and how many of those have failed at least once."""
+        ...
+
+    # -- API keys of the servers (not tenant data: the server's own credentials) ----
+    def put_api_key(self, key: ApiKey, secret_hash: str) -> None: ...
+
+    def get_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key and its secret's hash, revoked or not."""
+        ...
+
+    def list_api_keys(self) -> list[ApiKey]: ...
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        """Mark a key revoked; False if there is no such key (or it was already revoked)."""
+        ...
 
     def close(self) -> None: ...

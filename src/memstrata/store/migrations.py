@@ -221,6 +221,22 @@ MIGRATIONS: list[str] = [
 
     INSERT INTO pending (episode_key, namespace, user_id) SELECT key, namespace, user_id FROM episodes;
     """,
+    # 3: API keys of the servers (REST, MCP over HTTP). Only a SHA-256 of the secret is
+    #    kept; a key is bound to a namespace (and optionally one user), or is an admin key
+    #    (manages keys, reads no memory). Revoked keys stay listed with revoked_at.
+    """
+    CREATE TABLE api_keys (
+        key_id      TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        namespace   TEXT,
+        user_id     TEXT,
+        admin       INTEGER NOT NULL DEFAULT 0,
+        label       TEXT NOT NULL DEFAULT '',
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER,
+        CHECK ((admin = 1 AND namespace IS NULL AND user_id IS NULL) OR (admin = 0 AND namespace IS NOT NULL))
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -33,6 +33,7 @@ from ..model import Episode, SessionInfo, Stats
 from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
 from .migrations import LATEST, MIGRATIONS
+from .sqlite_keys import KeysMixin
 from .sqlite_notes import NotesMixin
 
 _EP_COLS = (
@@ -52,7 +53,7 @@ def scope_token(tenant: Tenant) -> str:
     return "zt" + digest.hexdigest()
 
 
-class SQLiteStore(NotesMixin):
+class SQLiteStore(NotesMixin, KeysMixin):
     """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0,
