@@ -8,7 +8,8 @@
     ├── NotFoundError            a record that does not exist *in the caller's tenant* (KeyError too)
     ├── ConfigError              a setting that cannot work (unknown variant, bad value)
     └── StoreError               the storage layer failed (disk full, corrupt file, schema too new)
-        └── ConflictError        a concurrent writer got there first (retry after reloading)
+        └── ConflictError        a write collides with what is stored: a concurrent writer got
+                                 there first, or an imported id exists with other content
 
 Every error carries a message that names the offending value; dependency errors
 (sqlite3, json, onnxruntime) are translated at the boundary where they occur.
@@ -53,7 +54,8 @@ class StoreError(MemstrataError):
 
 
 class ConflictError(StoreError):
-    """Another writer changed the same records first; reload and retry."""
+    """A write collides with what is stored (another writer changed the same records
+    first: reload and retry; or an imported id exists with other content)."""
 
 
 __all__ = [

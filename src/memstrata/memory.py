@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .config import MemoryConfig, RetrievalConfig
-from .errors import InvalidFileError, InvalidInputError, NotFoundError
+from .errors import ConflictError, InvalidFileError, InvalidInputError, NotFoundError
 from .ingest.normalize import check_id, normalize_messages
 from .model import Context, Episode, Hit, Link, Note, NoteChange, SessionInfo, Stats, Summary, Unit
 from .retrieve.pack import pack
@@ -494,7 +494,8 @@ class Memory:
                 existing = self.store.get_episode(tenant, draft.id)
                 if existing is not None:
                     if existing.content != draft.content or existing.session_id != draft.session_id:
-                        raise InvalidFileError(f"{path}: episode {draft.id} already exists with other content")
+                        raise ConflictError(f"{path}: episode {draft.id} already exists with other content; "
+                                            "nothing was imported")
                     continue
                 fresh.append((draft, vec, model_id))
             if not fresh:

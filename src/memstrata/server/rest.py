@@ -26,14 +26,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi import Path as FastPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import __version__
 from ..errors import ConfigError, ConflictError, InvalidFileError, InvalidInputError, MemstrataError, NotFoundError, StoreError
@@ -67,6 +70,10 @@ from .schemas import (
 
 log = logging.getLogger("memstrata.server")
 
+# What ``check_id`` accepts, stated in the schema so clients (and schemathesis) know it.
+_ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+UserId = Annotated[str, FastPath(min_length=1, max_length=256, pattern=_ID_PATTERN,
+                                 description="A user inside the key's namespace.")]
 PROBLEM = "application/problem+json"
 NDJSON = "application/x-ndjson"
 WEB_DIR = Path(__file__).parent / "web"
@@ -210,7 +217,13 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
             detail = f"no route {request.url.path}"
         if exc.status_code == 400 and "parsing the body" in detail:
             detail = "the request body could not be parsed (not JSON, or nested too deeply)"
-        return problem(exc.status_code, detail, request.url.path, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method this path has, not only the first route's
+            allowed = sorted({m for r in app.router.routes if isinstance(r, APIRoute)
+                              and r.matches(request.scope)[0] != Match.NONE for m in r.methods})
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; use {', '.join(allowed)}"
+        return problem(exc.status_code, detail, request.url.path, headers=headers)
 
     @app.exception_handler(MemstrataError)
     async def _library(request: Request, exc: MemstrataError) -> JSONResponse:
@@ -253,7 +266,7 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
         namespace: str
         user_id: str
 
-    def user_scope(user_id: str, key: Annotated[ApiKey, Depends(data_key)]) -> Scope:
+    def user_scope(user_id: UserId, key: Annotated[ApiKey, Depends(data_key)]) -> Scope:
         if key.user_id is not None and user_id != key.user_id:
             raise ApiProblem(403, f"this API key is bound to one user and cannot act for {user_id!r}",
                              slug="forbidden")
@@ -316,6 +329,8 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
                 raise ValueError
         except (ValueError, TypeError, binascii.Error, UnicodeError):
             raise ApiProblem(404, f"no job {job_id[:80]!r}") from None
+        if not memory.list(user_id=scope.user_id, namespace=scope.namespace, session_id=session_id, limit=1):
+            raise ApiProblem(404, f"no job {job_id[:80]!r} for user {scope.user_id!r}")
         return _job(memory, scope.namespace, scope.user_id, session_id, first, last)
 
     @app.delete(f"{v1}/users/{{user_id}}/episodes/{{episode_id}}", response_model=DeletedOut, tags=tags_mem)
@@ -452,8 +467,8 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             n = await run_in_threadpool(memory.import_, tmp, namespace=scope.namespace, user_id=scope.user_id)
-        except InvalidFileError as exc:  # name the body, not the server's temporary file
-            raise InvalidFileError(str(exc).replace(tmp, "import body")) from None
+        except (InvalidFileError, ConflictError) as exc:  # name the body, not the server's temporary file
+            raise type(exc)(str(exc).replace(tmp, "import body")) from None
         finally:
             os.unlink(tmp)
         return ImportedOut(imported=n)

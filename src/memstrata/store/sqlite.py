@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import ConflictError, StoreError
 from ..model import Episode, SessionInfo, Stats
 from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
@@ -189,7 +189,8 @@ class SQLiteStore(NotesMixin, KeysMixin):
                     rows,
                 )
             except sqlite3.IntegrityError as exc:
-                raise StoreError(f"add failed: an episode id or (session, position) already exists ({exc})") from exc
+                raise ConflictError("add failed: an episode with one of these ids (or this session position) "
+                                    "already exists; nothing was stored") from exc
             if vectors is not None and model_id is not None:
                 self._store_vectors(c, [d.id for d in drafts], vectors, model_id)
             if enqueue:  # background note processing; same transaction as the episodes
