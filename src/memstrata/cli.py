@@ -394,12 +394,37 @@ def stats(
 def demo(
     db: Optional[Path] = typer.Option(None, "--db", help="Keep the demo memory in this file (default: a temp file)."),
     no_embed: bool = NoEmbedOpt,
+    serve_: bool = typer.Option(False, "--serve", help="Then serve the demo memory (REST API + web page) and "
+                                "print the URL to open."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port for --serve (loopback only)."),
 ) -> None:
     """Ingest a small multi-session conversation and answer a few questions."""
+    import tempfile
+
     from .demo import run_demo
 
+    with tempfile.TemporaryDirectory(prefix="memstrata-demo-") as tmp:
+        path = db if db is not None else (Path(tmp) / "demo.db" if serve_ else None)
+        with _errors():
+            run_demo(out, path, embed=not no_embed, table=_hits_table)
+        if serve_:
+            assert path is not None
+            _serve_demo(path, port, no_embed)
+
+
+def _serve_demo(path: Path, port: int, no_embed: bool) -> None:
+    from .server.auth import KeyRing
+    from .server.rest import serve as run_server
+
     with _errors():
-        run_demo(out, db, embed=not no_embed, table=_hits_table)
+        mem = _server_memory(path, no_embed)
+    try:
+        token = KeyRing(mem.store).create(namespace=mem.config.namespace, label="demo").token
+        out.print(f"\n[bold]Serving the demo memory.[/bold] Open http://127.0.0.1:{port}/#key={token}")
+        out.print(f"API docs: http://127.0.0.1:{port}/docs  (key: {token})  Ctrl-C stops.", markup=False)
+        run_server(mem, host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        mem.close()
 
 
 keys_app = typer.Typer(help="API keys of the servers (REST, MCP over HTTP), kept hashed in the store.",

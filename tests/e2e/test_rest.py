@@ -417,3 +417,42 @@ def test_serve_command_runs_the_real_server(tmp_path: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     assert "memstrata API on http://127.0.0.1" in out
+
+
+def test_demo_serve_prints_a_working_url(tmp_path: Path) -> None:
+    """The README's demo command with --serve: sample data loaded, URL (with a key) printed."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from .live_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "memstrata", "demo", "--serve", "--no-embed", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "demo exited early"
+            m = re.search(r"Open (http://127\.0\.0\.1:\d+/)#key=(msk_\S+)", line)
+            if m:
+                url, token = m.group(1), m.group(2)
+        assert url == f"http://127.0.0.1:{port}/"
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
+            for _ in range(100):
+                try:
+                    users = c.get("/v1/users").json()["items"]
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            assert users, "the demo user is served"
+            assert c.get(f"/v1/users/{users[0]}/sessions").json()["items"]
+            assert c.get("/").status_code == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
