@@ -261,3 +261,33 @@ def test_note_updates_links_and_cascading_deletes(store: Store) -> None:
     assert all(c.detail in ({}, {"reason": "source episodes deleted"}) for c in store.note_history(A, "old"))
     store.erase_tenant(A)
     assert store.get_notes(A) == [] and store.note_history(A, "old") == [] and store.pending_count(A) == 0
+
+
+def test_api_keys_round_trip_and_revoke(store: Store) -> None:
+    from memstrata.model import ApiKey
+
+    data = ApiKey(key_id="k1", namespace="ns", user_id="alice", admin=False, label="bot", created_at=T0)
+    admin = ApiKey(key_id="k2", namespace=None, user_id=None, admin=True, label="", created_at=T0 + timedelta(1))
+    store.put_api_key(data, "h1")
+    store.put_api_key(admin, "h2")
+    assert store.get_api_key("k1") == (data, "h1")
+    assert store.get_api_key("nope") is None
+    assert [k.key_id for k in store.list_api_keys()] == ["k1", "k2"]
+    with pytest.raises(StoreError):
+        store.put_api_key(data, "other")  # key ids are unique
+    assert store.revoke_api_key("k1", T0 + timedelta(2)) is True
+    assert store.revoke_api_key("k1", T0 + timedelta(3)) is False  # already revoked: the first time stays
+    key, _ = store.get_api_key("k1")  # type: ignore[misc]
+    assert key.revoked_at == T0 + timedelta(2) and not key.active
+    assert store.revoke_api_key("nope", T0) is False
+
+
+def test_pending_span_counts_one_adds_unprocessed_turns(store: Store) -> None:
+    store.add_episodes(A, [draft("a"), draft("b"), draft("c")], enqueue=True)
+    store.add_episodes(B, [draft("x")], enqueue=True)
+    assert store.pending_span(A, "s1", 0, 2) == (3, 0)
+    assert store.pending_span(A, "s1", 1, 1) == (1, 0)
+    assert store.pending_span(A_OTHER_NS, "s1", 0, 2) == (0, 0)  # same user id, other namespace
+    keys = [k for k, _ in store.pending_episodes(A, limit=10)]
+    store.mark_pending_failed(A, keys[:1], "boom")
+    assert store.pending_span(A, "s1", 0, 2) == (3, 1)
