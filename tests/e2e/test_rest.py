@@ -456,3 +456,12 @@ def test_demo_serve_prints_a_working_url(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
+
+
+def test_security_headers(api: Api) -> None:
+    page = httpx.get(f"{api.base}/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+    api_reply = httpx.get(f"{api.base}/v1/health")
+    assert api_reply.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in api_reply.headers

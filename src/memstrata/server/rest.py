@@ -174,6 +174,38 @@ class BodyLimit:
             scope, receive, send)
 
 
+# -- security headers ------------------------------------------------------------
+# The web page holds an API key and renders memories, which are untrusted text: a strict
+# CSP (no inline script, nothing from other origins) is the second line behind escaping.
+_PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        page = path == "/" or path.startswith("/web/")
+
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"referrer-policy", b"no-referrer"))
+                if page:
+                    headers.append((b"content-security-policy", _PAGE_CSP.encode()))
+                    headers.append((b"x-frame-options", b"DENY"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 # -- the app ---------------------------------------------------------------------
 def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerSettings | None = None) -> FastAPI:
     """The REST app over ``memory``; API keys live in the same store unless ``keys`` says otherwise."""
@@ -503,6 +535,7 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
             return HTMLResponse('<p>memstrata API: see <a href="/docs">/docs</a></p>')
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
