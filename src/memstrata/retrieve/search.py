@@ -159,18 +159,19 @@ class Retriever:
         ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
         diversity = cfg.diversity if (plan.aggregate or cfg.diversity_scope == "all") else 0.0
         hits, rows = _assemble(self.store, tenant, idx, ranking, unit, k, diversity)
-        if self.on_recall is not None and ranking.note_scores is not None and rows:
-            self._report_recalls(tenant, idx, ranking.note_scores, rows)
+        if self.on_recall is not None and ranking.notes is not None and rows:
+            self._report_recalls(tenant, idx, *ranking.notes, rows)
         return hits
 
-    def _report_recalls(self, tenant: Tenant, idx: TenantIndex, note_scores: np.ndarray, rows: list[int]) -> None:
+    def _report_recalls(self, tenant: Tenant, idx: TenantIndex, nidx: NoteIndex, note_scores: np.ndarray,
+                        rows: list[int]) -> None:
         """Notes that matched the query and come from a returned unit were recalled:
         the forgetting curve reinforces them (MemoryBank)."""
-        with self._lock:
-            cached = self._note_cache.get(tenant)
-        if cached is None or self.on_recall is None or cached[1].snap.size != len(note_scores):
+        # ``nidx`` is the note index this ranking used, built against ``idx``: never the
+        # cache's current entry, which a concurrent search may have rebuilt for a newer
+        # snapshot (its episode rows would not fit ``idx``).
+        if self.on_recall is None or nidx.snap.size != len(note_scores):
             return
-        nidx = cached[1]
         wanted = np.zeros(idx.snap.size, bool)
         wanted[rows] = True
         pairs = wanted[nidx.episode_of] & (note_scores[nidx.note_of] > 0)
@@ -210,7 +211,7 @@ class Retriever:
             sims = snap.vectors @ query_vec
             order = top_indexes(sims + 2.0, cfg.candidates, mask[snap.vector_rows])
             turn_lists.append(("dense", snap.vector_rows[order], sims[order], w_dense))
-        recalled: np.ndarray | None = None
+        recalled: tuple[NoteIndex, np.ndarray] | None = None
         stale: tuple[np.ndarray, np.ndarray] | None = None
         if cfg.notes_weight or cfg.graph_weight:
             recalled, stale = self._note_lists(tenant, idx, plan, cfg, query_vec, mask, as_of, turn_lists)
@@ -265,7 +266,7 @@ class Retriever:
         self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan, cfg: RetrievalConfig,
         query_vec: np.ndarray | None, mask: np.ndarray, as_of: datetime,
         turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]],
-    ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+    ) -> tuple[tuple[NoteIndex, np.ndarray] | None, tuple[np.ndarray, np.ndarray] | None]:
         """Add the ``notes`` and ``graph`` lists (see retrieve/notes.py) and demote turns
         whose best note for the query was superseded before ``as_of``. Returns the note
         scores and, when any matching note is superseded, per-turn (raw, kept) scores."""
@@ -317,7 +318,7 @@ class Retriever:
             for i, (name, rows, scores, w) in enumerate(turn_lists):
                 turn_lists[i] = (name, rows, scores * factor[rows], w)
             stale = (raw, kept)
-        return note_score, stale
+        return (nidx, note_score), stale
 
     def _feedback_terms(self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan,
                         turn_lists: list[tuple[str, np.ndarray, np.ndarray, float]], n: int) -> list[str]:
@@ -349,7 +350,7 @@ class Ranking:
     turn_mask: np.ndarray
     session_mask: np.ndarray
     ranks: dict[str, dict[int, int]]
-    note_scores: np.ndarray | None = None
+    notes: "tuple[NoteIndex, np.ndarray] | None" = None   # the note index used, and note scores
 
 
 def _refreshed(notes: "NoteSnapshot", raw: np.ndarray, cfg: RetrievalConfig) -> np.ndarray:
