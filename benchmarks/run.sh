@@ -15,3 +15,7 @@ $M bench locomo "$DATA/locomo_dev.json.gz" --variant "$VARIANTS" --out "$OUT/loc
 # Ingest speed of the core engine alone (no notes), for the 2x budget of note extraction.
 $M bench locomo "$DATA/locomo_dev.json.gz" --no-notes --variant episodic --out "$OUT/locomo_dev_no_notes.json"
 $M bench latency "$DATA/longmemeval_s_dev.json.gz" --sessions 500 --out "$OUT/latency_500_sessions.json"
+# Serving under load: the REST server (SQLite) in a child process on loopback, 2 writer and
+# 4 reader clients for 60 s, then every acknowledged write read back (exits 1 on a lost
+# write, a 5xx or an unanswered request).
+$M bench serve --duration 60 --path "$DATA/locomo_dev.json.gz" --out "$OUT/serve_60s.json"

@@ -631,6 +631,44 @@ def bench_latency(path: Path = _BenchPath, sessions: int = typer.Option(500, hel
     _bench_run(runner, path, None, variant, as_json, out_file, no_embed, None, precision)
 
 
+@bench_app.command("serve")
+def bench_serve(
+    path: Optional[Path] = typer.Option(None, "--path", help="LoCoMo or LongMemEval file for the text "
+                                        "(default: a built-in synthetic conversation generator)."),
+    duration: float = typer.Option(60.0, "--duration", help="Seconds of load (at most 3600)."),
+    writers: int = typer.Option(2, "--writers", help="Clients adding 1-4 turns per request."),
+    readers: int = typer.Option(4, "--readers", help="Clients searching (and asking for context)."),
+    users: int = typer.Option(4, "--users", help="Users the clients write to and read from."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to serve on (nothing else is allowed)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite file for the server (default: a fresh temp file); "
+                                      "the run writes to a new namespace in it."),
+    drain_timeout: float = typer.Option(300.0, "--drain-timeout", help="Seconds to wait for note processing after "
+                                        "the load."),
+    no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Load run: the REST server in a child process on loopback with SQLite; concurrent add and
+    search/context clients; requests/s and latency per operation; then every acknowledged write
+    is read back. Exits 1 if any is missing, or on any 5xx or unanswered request."""
+    from .bench import serve as serve_bench
+
+    with _errors():
+        try:
+            result = serve_bench.run(path, duration=duration, writers=writers, readers=readers, users=users,
+                                     host=host, db=db, embed=not no_embed, drain_timeout=drain_timeout,
+                                     log=lambda msg: err.print(msg, markup=False))
+        except RuntimeError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(1) from None
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        serve_bench.render(result, out)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
