@@ -199,6 +199,15 @@ def test_add_returns_at_once_with_a_job_then_everything_reads_back(api: Api) -> 
         assert "carol" not in c.get("/v1/users").json()["items"]
 
 
+def test_a_session_id_with_a_slash_can_be_deleted(api: Api) -> None:
+    with api.client(api.alpha) as c:
+        add(c, "slash", [{"role": "user", "content": "Q1 planning notes."}], session_id="team/2024 q1", wait=True)
+        add(c, "slash", [{"role": "user", "content": "Unrelated."}], session_id="team", wait=True)
+        problem_of(c.delete("/v1/users/slash/sessions/team%2Fnope"), 404)
+        assert c.delete("/v1/users/slash/sessions/team%2F2024%20q1").json() == {"deleted": 1}
+        assert [s["session_id"] for s in c.get("/v1/users/slash/sessions").json()["items"]] == ["team"]
+
+
 def test_export_then_import_into_another_namespace(api: Api) -> None:
     with api.client(api.alpha) as a:
         add(a, "dave", LISBON, wait=True)

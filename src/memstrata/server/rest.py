@@ -370,9 +370,11 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
         """Delete one turn and everything derived from it (notes, links, summaries)."""
         return DeletedOut(deleted=memory.delete(episode_id, user_id=scope.user_id, namespace=scope.namespace))
 
-    @app.delete(f"{v1}/users/{{user_id}}/sessions/{{session_id}}", response_model=DeletedOut, tags=tags_mem)
+    # ``:path``: session ids are the caller's own and may contain "/" (sent as %2F)
+    @app.delete(f"{v1}/users/{{user_id}}/sessions/{{session_id:path}}", response_model=DeletedOut, tags=tags_mem)
     def delete_session(session_id: str, scope: User) -> DeletedOut:
-        """Delete a whole session and everything derived from it."""
+        """Delete a whole session and everything derived from it. A session id containing "/" is sent
+        percent-encoded (%2F)."""
         return DeletedOut(deleted=memory.delete_session(session_id, user_id=scope.user_id,
                                                         namespace=scope.namespace))
 
