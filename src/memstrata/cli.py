@@ -669,6 +669,57 @@ def bench_serve(
         raise typer.Exit(1)
 
 
+@app.command("mcp")
+def mcp_command(
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="stdio: serve this user's memory (whoever "
+                                       "runs the process is trusted to be them)."),
+    key: Optional[str] = typer.Option(None, "--key", envvar="MEMSTRATA_API_KEY", help="stdio: serve the user an "
+                                      "API key is bound to (instead of --user)."),
+    transport: str = typer.Option("stdio", "--transport", help="stdio (one tenant, for an agent that spawns "
+                                  "it) or http (streamable HTTP, tenant from each request's API key)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="http: interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="http: TCP port (0: any free port)."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, no_embed: bool = NoEmbedOpt,
+) -> None:
+    """Run the MCP server (tools remember, recall, get_context, list_memories, forget; summary resources)."""
+    from .server.auth import KeyRing
+    from .server.mcp import build_server, fixed_tenant, serve_http
+
+    with _errors():
+        if transport not in ("stdio", "http"):
+            raise InvalidInputError(f"--transport must be stdio or http, not {transport!r}")
+        if transport == "http" and (user or key):
+            raise InvalidInputError("--transport http takes the tenant from each request's API key: "
+                                    "drop --user/--key")
+        if transport == "stdio" and bool(user) == bool(key):
+            raise InvalidInputError("stdio serves one tenant: pass exactly one of --user or --key")
+        mem = _server_memory(db, no_embed)  # long-lived: notes are derived by the background worker
+    try:
+        with _errors():
+            if transport == "http":
+                if not mem.store.list_api_keys():
+                    err.print("no API keys yet: create one with `memstrata keys create --namespace N --user U`")
+                serve_http(mem, host=host, port=port,
+                           on_ready=lambda url: err.print(f"memstrata MCP on {url}  (store: "
+                                                          f"{getattr(mem.store, 'path', '?')})", markup=False))
+                return
+            if key:
+                found = KeyRing(mem.store).verify(key)
+                if found is None or found.admin or found.namespace is None or found.user_id is None:
+                    raise InvalidInputError("--key must be an active API key bound to one user "
+                                            "(memstrata keys create --namespace N --user U)")
+                tenant_ns, tenant_user = found.namespace, found.user_id
+            else:
+                tenant_ns, tenant_user = namespace or mem.config.namespace, user
+                mem.has_user(tenant_user, namespace=tenant_ns)  # validates the ids before serving
+            # stdout carries the protocol: nothing else may be printed there
+            build_server(mem, fixed_tenant(tenant_user, tenant_ns)).run("stdio")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mem.close()
+
+
 def main() -> None:
     app()
 
