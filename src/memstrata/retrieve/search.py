@@ -105,6 +105,9 @@ class Retriever:
         self._note_cache: OrderedDict[Tenant, tuple[int, NoteIndex]] = OrderedDict()
         self.on_recall: Callable[[Tenant, list[int]], None] | None = None
         self._lock = threading.Lock()
+        # Bumped by forget(): an index built from a snapshot read before an erase must
+        # not be cached after it (a search racing the erase would keep the data alive).
+        self._forgotten = 0  # one counter for all tenants: it holds nothing of anyone
 
     @property
     def model_id(self) -> str | None:
@@ -117,8 +120,11 @@ class Retriever:
             if cached is not None and cached.snap.revision == revision:
                 self._cache.move_to_end(tenant)
                 return cached
+            generation = self._forgotten
         built = TenantIndex.build(self.store.snapshot(tenant, self.model_id))
         with self._lock:
+            if self._forgotten != generation:
+                return built
             self._cache[tenant] = built
             self._cache.move_to_end(tenant)
             while len(self._cache) > _CACHE_TENANTS:
@@ -131,8 +137,11 @@ class Retriever:
             if cached is not None and cached[0] == idx.snap.revision:
                 self._note_cache.move_to_end(tenant)
                 return cached[1]
+            generation = self._forgotten
         built = NoteIndex.build(self.store.note_snapshot(tenant, self.model_id), idx.key_row)
         with self._lock:
+            if self._forgotten != generation:
+                return built
             self._note_cache[tenant] = (idx.snap.revision, built)
             self._note_cache.move_to_end(tenant)
             while len(self._note_cache) > _CACHE_TENANTS:
@@ -143,6 +152,7 @@ class Retriever:
         with self._lock:
             self._cache.pop(tenant, None)
             self._note_cache.pop(tenant, None)
+            self._forgotten += 1
 
     def search(
         self, tenant: Tenant, query: str, *, k: int, unit: Unit, cfg: RetrievalConfig,
