@@ -40,18 +40,22 @@ def parse_time(value: Any, *, what: str = "timestamp") -> datetime:
     """Return ``value`` as an aware UTC datetime or raise InvalidTimestampError naming it."""
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return _check_range(dt.astimezone(UTC), value, what)
+        return _check_range(_to_utc(dt, value, what), value, what)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, bool):
         raise InvalidTimestampError(f"{what} must be a time, not a boolean: {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise InvalidTimestampError(f"{what} is not a finite number: {value!r}")
+        try:  # an int too large for a float overflows here, as float('inf') would below
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise InvalidTimestampError(f"{what} is not a finite number of seconds: {_short(value)}")
         try:
             return _check_range(datetime.fromtimestamp(value, UTC), value, what)
         except (OverflowError, OSError, ValueError) as exc:
-            raise InvalidTimestampError(f"{what} {value!r} is out of range") from exc
+            raise InvalidTimestampError(f"{what} {_short(value)} is out of range") from exc
     if isinstance(value, str):
         return _check_range(_parse_string(value.strip(), what), value, what)
     raise InvalidTimestampError(f"{what} must be a datetime, ISO string or Unix seconds, got {type(value).__name__}")
@@ -63,9 +67,10 @@ def _parse_string(text: str, what: str) -> datetime:
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         dt = datetime.fromisoformat(iso)
-        return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
     except ValueError:
         pass
+    else:
+        return _to_utc(dt, text, what) if dt.tzinfo else dt.replace(tzinfo=UTC)
     if m := _LME.match(text):
         y, mo, d, h, mi = map(int, m.groups())
         return _build(what, text, y, mo, d, h, mi)
@@ -73,12 +78,28 @@ def _parse_string(text: str, what: str) -> datetime:
         h, mi, ampm, d, month, y = m.groups()
         mo = _MONTHS.get(month.lower()) or _month_prefix(month)
         if mo is None:
-            raise InvalidTimestampError(f"{what} {text!r}: unknown month {month!r}")
+            raise InvalidTimestampError(f"{what} {_short(text)}: unknown month {month!r}")
         hour = int(h) % 12 + (12 if ampm.lower() == "pm" else 0)
         return _build(what, text, int(y), mo, int(d), hour, int(mi))
     raise InvalidTimestampError(
-        f"{what} {text!r} is not a recognised time (use ISO 8601, e.g. 2024-05-01T13:45:00Z)"
+        f"{what} {_short(text)} is not a recognised time (use ISO 8601, e.g. 2024-05-01T13:45:00Z)"
     )
+
+
+def _to_utc(dt: datetime, original: Any, what: str) -> datetime:
+    # An offset that pushes year 1 or 9999 past the calendar's edge cannot be represented
+    # in UTC at all (datetime raises OverflowError): it is out of range, like year 0.
+    try:
+        return dt.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidTimestampError(
+            f"{what} {_short(original)} is outside the supported range (years 1-9999 in UTC)"
+        ) from exc
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _month_prefix(name: str) -> int | None:
@@ -91,12 +112,12 @@ def _build(what: str, text: str, *parts: int) -> datetime:
     try:
         return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
     except ValueError as exc:
-        raise InvalidTimestampError(f"{what} {text!r}: {exc}") from exc
+        raise InvalidTimestampError(f"{what} {_short(text)}: {exc}") from exc
 
 
 def _check_range(dt: datetime, original: Any, what: str) -> datetime:
     if not (MIN_TIME <= dt <= MAX_TIME):
-        raise InvalidTimestampError(f"{what} {original!r} is outside the supported range (years 1-9999)")
+        raise InvalidTimestampError(f"{what} {_short(original)} is outside the supported range (years 1-9999)")
     return dt
 
 
