@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ..config import Limits
-from ..errors import InvalidInputError, InvalidMessageError
+from ..errors import InvalidFileError, InvalidInputError, InvalidMessageError
 from ..model import ROLES
 from ..store.base import EpisodeDraft
 from ..timeutil import now, parse_time
@@ -39,6 +39,30 @@ def check_id(value: Any, what: str, limits: Limits, *, required: bool = True) ->
         raise InvalidInputError(f"{what} {value[:40]!r} contains control characters")
     _check_encodable(value, what)
     return value
+
+
+def check_ref(value: Any, what: str) -> str:
+    """An id the caller names to read or delete a record (episode, note, session): any
+    string SQLite can hold. Unlike ``check_id`` it is not limited further: an id that was
+    never stored is simply not found."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
+    _check_encodable(value, what)
+    return value
+
+
+def load_json(text: str, where: str) -> Any:
+    """``json.loads`` with every way it can fail on hostile text as InvalidFileError:
+    bad syntax, nesting deep enough to exhaust the recursion limit, integers longer
+    than Python converts (sys.get_int_max_str_digits)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidFileError(f"{where} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise InvalidFileError(f"{where} is nested too deeply to read as JSON") from exc
+    except ValueError as exc:  # int digits limit
+        raise InvalidFileError(f"{where} is not usable JSON: {exc}") from exc
 
 
 def _check_encodable(text: str, what: str) -> None:
@@ -151,12 +175,28 @@ def _check_metadata(meta: Any, what: str, limits: Limits) -> dict[str, Any]:
         return {}
     if not isinstance(meta, Mapping):
         raise InvalidInputError(f"{what} must be a dict, got {type(meta).__name__}")
+    _check_keys(meta, what)
     try:
         encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(f"{what} is not JSON-serialisable: {exc}") from exc
     if len(encoded.encode("utf-8", "surrogatepass")) > limits.max_metadata_bytes:
         raise InvalidInputError(f"{what} is larger than {limits.max_metadata_bytes} bytes as JSON")
     _check_encodable(encoded, what)
     result: dict[str, Any] = json.loads(encoded)
     return result
+
+
+def _check_keys(value: Any, what: str, depth: int = 0) -> None:
+    """Metadata must round-trip exactly through JSON: json.dumps would silently turn the
+    keys 1, 1.5, True and None into strings, so a value read back would differ."""
+    if depth > 100:
+        raise InvalidInputError(f"{what} is nested more than 100 levels deep")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{what}: key {key!r} is not a string (JSON object keys are strings)")
+            _check_keys(item, what, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_keys(item, what, depth + 1)
