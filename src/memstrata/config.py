@@ -63,6 +63,8 @@ class RetrievalConfig:
     @classmethod
     def preset(cls, name: str) -> "RetrievalConfig":
         """A named variant, optionally with overrides: ``"hybrid:time_mode=off,rrf_k=30"``."""
+        if not isinstance(name, str):
+            raise ConfigError(f"a retrieval variant is a name like 'hybrid', got {type(name).__name__}")
         base, _, overrides = name.partition(":")
         if base not in PRESETS:
             raise ConfigError(f"unknown retrieval variant {base!r}; known: {', '.join(sorted(PRESETS))}")
