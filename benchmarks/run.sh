@@ -19,3 +19,6 @@ $M bench latency "$DATA/longmemeval_s_dev.json.gz" --sessions 500 --out "$OUT/la
 # 4 reader clients for 60 s, then every acknowledged write read back (exits 1 on a lost
 # write, a 5xx or an unanswered request).
 $M bench serve --duration 60 --path "$DATA/locomo_dev.json.gz" --out "$OUT/serve_60s.json"
+# Hostile input: coverage-guided fuzzing (atheris) of the parsers of untrusted input, 120 s
+# per target (exits 1 if any input raised something other than a MemstrataError).
+$M bench fuzz --seconds 120 --seed 1 --crash-dir fuzz-crashes --out "$OUT/fuzz_120s.json"
