@@ -54,3 +54,28 @@ def test_processes_creating_one_file_at_once_all_open_it(tmp_path: Path) -> None
         for p in procs:
             _, stderr = p.communicate(timeout=60)
             assert p.returncode == 0, stderr
+
+
+def test_a_delete_between_note_batches_does_not_drop_the_next_episodes_note(tmp_path: Path) -> None:
+    # The processor reads the notes once, then derives batch after batch. A delete in
+    # between (another thread or process) can remove a note a later batch merges into;
+    # that merge used to be skipped, marking the episode done with no note at all
+    # (found by `bench crash`: "user turn without a note").
+    from memstrata import Memory, MemoryConfig
+    from memstrata.config import EmbedConfig, NotesConfig
+
+    cfg = MemoryConfig(embed=EmbedConfig(enabled=False), notes=NotesConfig(background=False, batch_size=1))
+    with Memory(tmp_path / "m.db", config=cfg) as mem:
+        text = "my dog is called Pepper and she is three years old"
+        first = mem.add(text, user_id="ana")[0]
+        second = mem.add(text, user_id="ana")[0]
+        deleted: list[int] = []
+
+        def between_batches(_n: int) -> None:
+            if not deleted:
+                deleted.append(mem.delete(first.id, user_id="ana"))  # drops the note derived from it
+
+        mem.process(user_id="ana", progress=between_batches)
+        assert deleted == [1] and mem.pending() == 0
+        notes = mem.notes_for(second.id, user_id="ana")
+        assert [n.content for n in notes] == [f"User: {text}"]
