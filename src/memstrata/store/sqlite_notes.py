@@ -129,6 +129,11 @@ class NotesMixin:
             needed = {i for i, _ in write.add_sources} | {i for i, _ in write.updates} | {
                 i for s, t, _, _ in write.links for i in (s, t)}
             key_of.update(self._note_keys(c, tenant, needed - key_of.keys()))
+            # A live episode merged into a note that a delete removed after this batch's
+            # note state was read: skipping the pair would mark the episode done with no
+            # note at all. Roll back; the processor reloads the state and redoes the batch.
+            if any(i not in key_of for i, k in write.add_sources if k in tenant_keys):
+                raise ConflictError("a note this batch merged into was deleted meanwhile")
             c.executemany(
                 "INSERT OR IGNORE INTO note_sources (note_key, episode_key) VALUES (?,?)",
                 [(key_of[i], k) for i, k in write.add_sources if i in key_of and k in tenant_keys],
