@@ -28,13 +28,14 @@ not a residue of the erased one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -54,8 +55,8 @@ _SIBLINGS = ("", "-wal", "-shm", "-journal")
 _SHARED_COLUMNS = (
     ("episodes", "content"), ("episodes", "metadata"), ("episodes", "id"), ("sessions", "doc"),
     ("sessions", "session_id"), ("notes", "content"), ("notes", "context"), ("notes", "keywords"),
-    ("notes", "entities"), ("notes", "value"), ("notes", "id"), ("summaries", "text"),
-    ("note_history", "detail"),
+    ("notes", "entities"), ("notes", "value"), ("notes", "norm"), ("notes", "subject"), ("notes", "slot"),
+    ("notes", "id"), ("summaries", "text"), ("note_history", "detail"), ("pending", "error"),
 )
 
 
@@ -102,9 +103,11 @@ class ErasureReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "files": [{"path": p, "bytes": n} for p, n in self.files], "traces": self.traces,
-            "unchecked_short_texts": self.unchecked,
+            "unchecked_short_texts": self.unchecked, "shared": len(self.findings) - len(self.residue),
+            # every residue finding; shared ones (phrases other users also said) only as examples
             "findings": [{"file": f.file, "offset": f.offset, "length": f.length, "label": f.label,
-                          "kind": f.kind, "shared": f.shared} for f in self.findings],
+                          "kind": f.kind, "shared": f.shared}
+                         for f in self.residue + [f for f in self.findings if f.shared][:20]],
         }
 
 
@@ -256,30 +259,35 @@ def _slot(keys: np.ndarray) -> np.ndarray:
 
 def _scan_file(path: Path, by_prefix: dict[int, list[int]], traces: list[Trace],
                table: np.ndarray) -> list[tuple[int, int]]:
-    """(offset, trace index) of every trace found in the file, read in chunks that
+    with open(path, "rb") as fh:
+        return _scan_stream(fh, by_prefix, traces, table)
+
+
+def _scan_stream(fh: BinaryIO, by_prefix: dict[int, list[int]], traces: list[Trace],
+                 table: np.ndarray) -> list[tuple[int, int]]:
+    """(offset, trace index) of every trace found in the stream, read in chunks that
     overlap by the longest trace so nothing straddling a boundary is missed."""
     hits: list[tuple[int, int]] = []
     keep = max(len(t.data) for t in traces) - 1
-    with open(path, "rb") as fh:
-        tail, base = b"", 0  # base: file offset of data[0]
-        while True:
-            chunk = fh.read(_CHUNK)
-            final = not chunk
-            data = tail + chunk
-            owned = len(data) if final else max(len(data) - keep, 0)  # the rest is scanned next round
-            n = min(owned, len(data) - _PREFIX + 1)
-            if n > 0:
-                windows = np.ndarray((n,), dtype="<u8", buffer=data, strides=(1,))
-                for pos in np.nonzero(table[_slot(windows)])[0].tolist():
-                    for ti in by_prefix.get(int(windows[pos]), ()):
-                        if data.startswith(traces[ti].data, pos):
-                            hits.append((base + pos, ti))
-            if final:
-                return hits
-            tail, base = data[owned:], base + owned
+    tail, base = b"", 0  # base: file offset of data[0]
+    while True:
+        chunk = fh.read(_CHUNK)
+        final = not chunk
+        data = tail + chunk
+        owned = len(data) if final else max(len(data) - keep, 0)  # the rest is scanned next round
+        n = min(owned, len(data) - _PREFIX + 1)
+        if n > 0:
+            windows = np.ndarray((n,), dtype="<u8", buffer=data, strides=(1,))
+            for pos in np.nonzero(table[_slot(windows)])[0].tolist():
+                for ti in by_prefix.get(int(windows[pos]), ()):
+                    if data.startswith(traces[ti].data, pos):
+                        hits.append((base + pos, ti))
+        if final:
+            return hits
+        tail, base = data[owned:], base + owned
 
 
-def _merge(file: str, hits: list[tuple[int, int]], traces: list[Trace]) -> list[Finding]:
+def _merge(file: str, hits: list[tuple[int, int]], traces: list[Trace], shared: bool) -> list[Finding]:
     """Overlapping hits of the same record become one finding."""
     groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for off, ti in hits:
@@ -293,67 +301,68 @@ def _merge(file: str, hits: list[tuple[int, int]], traces: list[Trace]) -> list[
             if s <= cur_e:
                 cur_e = max(cur_e, e)
             else:
-                out.append(Finding(file, cur_s, cur_e - cur_s, label, kind))
+                out.append(Finding(file, cur_s, cur_e - cur_s, label, kind, shared))
                 cur_s, cur_e = s, e
-        out.append(Finding(file, cur_s, cur_e - cur_s, label, kind))
+        out.append(Finding(file, cur_s, cur_e - cur_s, label, kind, shared))
     return sorted(out, key=lambda f: (f.file, f.offset))
 
 
-def _shared(store_path: str, finding: Finding, tenant: Tenant | None) -> bool:
-    """Whether the found bytes are also in a live row of another tenant."""
-    if tenant is None or finding.kind == "scope":
-        return False
-    with open(finding.file, "rb") as fh:
-        fh.seek(finding.offset)
-        piece = fh.read(min(finding.length, 4096))
-    try:
-        text = piece.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+def _live_text(store_path: str, tenant: Tenant | None) -> bytes:
+    """The text of every live row (of tenants other than ``tenant`` when given), joined
+    by NUL: a run found in it is still legitimately stored, so it is no evidence."""
     try:
         conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
     except sqlite3.Error:
-        return False
+        return b""
+    parts: list[bytes] = []
     try:
         for table, col in _SHARED_COLUMNS:
+            where, args = ("WHERE NOT (namespace=? AND user_id=?)", (tenant.namespace, tenant.user_id)) \
+                if tenant is not None else ("", ())
             try:
-                row = conn.execute(
-                    f"SELECT 1 FROM {table} WHERE instr({col}, ?) > 0 AND NOT (namespace=? AND user_id=?) LIMIT 1",  # noqa: S608
-                    (text, tenant.namespace, tenant.user_id)).fetchone()
+                rows = conn.execute(f"SELECT {col} FROM {table} {where}", args)  # noqa: S608 (fixed names)
+                parts.extend(str(r[0]).encode("utf-8") for r in rows if r[0] is not None)
             except sqlite3.Error:
-                continue
-            if row:
-                return True
-        return False
+                continue  # an older schema without this table
     finally:
         conn.close()
+    return b"\0".join(parts)
 
 
 def scan(store_path: str | os.PathLike[str], traces: Iterable[Trace], *, tenant: Tenant | None = None,
-         cache_dir: str | os.PathLike[str] | None = None, include_cache: bool = True,
-         unchecked: int = 0) -> ErasureReport:
+         discount_live: bool | None = None, cache_dir: str | os.PathLike[str] | None = None,
+         include_cache: bool = True, unchecked: int = 0) -> ErasureReport:
     """Look for every trace in the raw bytes of the store's files (and the cache
-    directory). ``tenant`` is the erased user: hits also present in live rows of other
-    tenants are marked shared."""
+    directory). ``tenant`` is the erased user. With ``discount_live`` (default: when a
+    tenant is given) a trace also present in a live row (of another tenant, when a
+    tenant is given) is reported as shared, not as residue: after ``delete`` pass
+    ``discount_live=True`` without a tenant, since the user's other turns may repeat a
+    phrase of the deleted one."""
     items = [t for t in traces if len(t.data) >= _PREFIX]
     report = ErasureReport(traces=len(items), unchecked=unchecked)
+    if not items:
+        report.files = [(str(f), f.stat().st_size) for f in store_files(store_path)]
+        return report
     files = store_files(store_path) + (cache_files(cache_dir) if include_cache else [])
     by_prefix: dict[int, list[int]] = {}
     for i, t in enumerate(items):
         by_prefix.setdefault(_prefix_key(t.data), []).append(i)
     table = np.zeros(1 << 24, dtype=bool)
     table[_slot(np.fromiter(by_prefix.keys(), dtype=np.uint64, count=len(by_prefix)))] = True
+    live: set[int] = set()
+    if discount_live if discount_live is not None else tenant is not None:
+        blob = _live_text(str(store_path), tenant)
+        live = {ti for _, ti in _scan_stream(io.BytesIO(blob), by_prefix, items, table)} if blob else set()
     for f in files:
         try:
             size = f.stat().st_size
-            hits = _scan_file(f, by_prefix, items, table) if items else []
+            hits = _scan_file(f, by_prefix, items, table)
         except OSError as exc:
             raise InvalidInputError(f"cannot read {str(f)!r}: {exc.strerror}") from exc
         report.files.append((str(f), size))
-        for finding in _merge(str(f), hits, items) if hits else []:
-            shared = _shared(str(store_path), finding, tenant)
-            report.findings.append(Finding(finding.file, finding.offset, finding.length, finding.label,
-                                           finding.kind, shared))
+        report.findings += _merge(str(f), [h for h in hits if h[1] not in live], items, False)
+        report.findings += _merge(str(f), [h for h in hits if h[1] in live], items, True)
+    report.findings.sort(key=lambda x: (x.file, x.offset))
     return report
 
 

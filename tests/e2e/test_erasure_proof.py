@@ -11,12 +11,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
-from memstrata import Memory, MemoryConfig
+import pytest
+
+from memstrata import Memory, MemoryConfig, StoreError
 from memstrata.config import EmbedConfig
 from memstrata.erasure import collect, erase_verified, scan, scope_trace, text_traces, traces_from_file
 from memstrata.store.base import Tenant
+from memstrata.store.sqlite import SQLiteStore
 
 SECRET = "My passport number is ZQ-99812 and I keep it under the blue quokka rug in Lisbon"
 REPLY = "Noted: the passport ZQ-99812 sits under the blue quokka rug."
@@ -174,3 +178,46 @@ def test_cli_verify_erased_and_erase_verify(tmp_path: Path) -> None:
     assert r.returncode == 2 and "cannot read" in r.stderr
     traces, _ = traces_from_file(tmp_path / "victim.jsonl", Tenant("default", "victim"))
     assert any(t.kind == "id" for t in traces)
+
+
+def test_erase_says_so_when_a_reader_keeps_old_text_in_the_wal(tmp_path: Path) -> None:
+    """The WAL can only be truncated when no connection reads an older snapshot. A reader
+    that outlasts the busy timeout must not let erase report a clean file."""
+    path = tmp_path / "m.db"
+    mem = Memory(config=MemoryConfig(embed=EmbedConfig(enabled=False)), store=SQLiteStore(path, timeout_s=0.3))
+    mem.add("bystander text", user_id="bob")
+    reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, sys
+        c = sqlite3.connect({str(path)!r}, isolation_level=None)
+        c.execute("BEGIN"); c.execute("SELECT COUNT(*) FROM episodes").fetchone()
+        print("reading", flush=True); sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"  # type: ignore[union-attr]
+        _victim(mem)
+        traces, _ = collect(mem, "victim")
+        with pytest.raises(StoreError, match="read transaction"):
+            mem.erase(user_id="victim")
+        assert mem.list(user_id="victim") == []  # the rows are gone ...
+        assert not scan(path, traces, include_cache=False).ok  # ... and the scan tells the truth about the WAL
+    finally:
+        reader.communicate("done\n", timeout=30)
+    assert mem.erase(user_id="victim") == 0  # again, once the reader is done: the scrub completes
+    assert scan(path, traces, include_cache=False).ok
+    mem.close()
+
+
+def test_erase_drops_the_users_vectors_from_the_embedding_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """The embedder caches vectors by text hash across memories; an erased user's
+    vectors must not stay in the process (a repeat of the text is embedded afresh)."""
+    with Memory(tmp_path / "m.db", config=MemoryConfig(), embedder=embedder) as mem:
+        mem.add(LATER, user_id="victim")
+        embedder.embed([LATER])
+        runs = embedder.stats["texts_embedded"]
+        embedder.embed([LATER])
+        assert embedder.stats["texts_embedded"] == runs  # cached
+        traces, _ = collect(mem, "victim")
+        mem.erase(user_id="victim")
+        assert scan(tmp_path / "m.db", traces, include_cache=False).ok
+        embedder.embed([LATER])
+        assert embedder.stats["texts_embedded"] == runs + 1  # no longer cached
