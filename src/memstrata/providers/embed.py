@@ -236,6 +236,12 @@ class MiniLMEmbedder:
                     self._remember(key, vec)
         return out
 
+    def clear_cache(self) -> None:
+        """Drop every cached vector (``Memory.erase`` calls this: the cache is keyed by
+        text hashes of every user, and an erased user's vectors must not stay behind)."""
+        with self._lock:
+            self._cache.clear()
+
     def _remember(self, key: bytes, vec: np.ndarray) -> None:
         if self.cache_size <= 0:
             return
