@@ -8,6 +8,8 @@ creating the schema) and then, for ``seconds``:
 - a writer adds 1-4 turns to a random session of a random tenant (``namespaces`` x
   ``users`` tenants); every turn carries the tenant's marker token and a unique id
   token; when ``add`` returns, the writer appends the episode ids and texts to its ack log;
+  with probability ``delete_share`` it deletes one of its own acknowledged episodes
+  instead (each delete scrubs: FTS5 merge and a WAL checkpoint that waits for readers);
 - a reader searches (turn and session units), lists and asks for context for the tenants
   it owns (each tenant has one reader; a reader owns several, so its per-tenant caches
   are exercised), with the other tenants' markers in the query, and checks that every
@@ -16,7 +18,8 @@ creating the schema) and then, for ``seconds``:
 Any exception that reaches a caller is counted per kind; ``database is locked`` (or any
 other locking error) is counted separately. Afterwards the parent reopens the file and
 checks ``PRAGMA integrity_check`` and that every acknowledged turn is stored exactly
-once with its exact text (no lost, no duplicated, nothing stored that was not acked).
+once with its exact text and every acknowledged delete is gone (no lost, no duplicated,
+nothing stored that was not acked).
 The run is ``ok`` only if every count of a failure is 0.
 """
 
@@ -90,9 +93,21 @@ class _Tally:
 def _writer(spec: dict[str, Any], tally: _Tally, mem: Any, deadline: float) -> None:
     rng = random.Random(spec["seed"])
     pool = [tuple(t) for t in spec["tenants"]]
+    mine: list[tuple[str, str, str]] = []  # (namespace, user, episode id) this writer added
     with open(spec["acks"], "a", encoding="utf-8") as acks:
         seq = 0
         while time.time() < deadline:
+            if mine and rng.random() < spec.get("delete_share", 0.0):
+                ns, user, eid = mine.pop(rng.randrange(len(mine)))
+                try:
+                    mem.delete(eid, user_id=user, namespace=ns)
+                except Exception as exc:  # noqa: BLE001 - counted: nothing may reach a caller
+                    tally.error("delete", exc)
+                    continue
+                acks.write(json.dumps({"deleted": eid}) + "\n")
+                acks.flush()
+                tally.ops["delete"] += 1
+                continue
             ns, user = rng.choice(pool)
             texts = [f"{marker(ns, user)} w{spec['index']}n{seq}t{i} {rng.choice(_FACTS)}"
                      for i in range(rng.randint(1, 4))]
@@ -103,6 +118,7 @@ def _writer(spec: dict[str, Any], tally: _Tally, mem: Any, deadline: float) -> N
             except Exception as exc:  # noqa: BLE001 - counted: nothing may reach a caller
                 tally.error("add", exc)
                 continue
+            mine += [(ns, user, e.id) for e in eps]
             acks.write(json.dumps({"ns": ns, "user": user, "ids": [e.id for e in eps], "texts": texts}) + "\n")
             acks.flush()
             tally.ops["add"] += 1
@@ -176,12 +192,15 @@ def child(spec: dict[str, Any]) -> None:
 
 # -- parent ----------------------------------------------------------------------
 def run(*, writers: int = 3, readers: int = 3, seconds: float = 30.0, namespaces: int = 2, users: int = 3,
-        seed: int = 0, db_dir: str | Path | None = None, log: Log | None = None) -> dict[str, Any]:
+        seed: int = 0, delete_share: float = 0.0, db_dir: str | Path | None = None,
+        log: Log | None = None) -> dict[str, Any]:
     """Run the children against one fresh file, then verify it. Returns the report."""
     for name, value, lo, hi in (("writers", writers, 1, 32), ("readers", readers, 0, 32),
                                 ("namespaces", namespaces, 1, 20), ("users", users, 1, 50)):
         if not lo <= value <= hi:
             raise InvalidInputError(f"--{name} must be between {lo} and {hi}, got {value}")
+    if not 0 <= delete_share <= 0.5:
+        raise InvalidInputError(f"--delete-share must be between 0 and 0.5, got {delete_share}")
     if not 0 < seconds <= 3600:
         raise InvalidInputError(f"--seconds must be in (0, 3600], got {seconds}")
     say = log or (lambda _m: None)
@@ -190,18 +209,18 @@ def run(*, writers: int = 3, readers: int = 3, seconds: float = 30.0, namespaces
     work.mkdir(parents=True, exist_ok=True)
     db = work / f"procs-{os.getpid()}-{int(time.time())}.db"
     try:
-        return _run(db, work, writers, readers, seconds, tenants(namespaces, users), seed, say)
+        return _run(db, work, writers, readers, seconds, tenants(namespaces, users), seed, delete_share, say)
     finally:
         if owned is not None:
             owned.cleanup()
 
 
 def _run(db: Path, work: Path, writers: int, readers: int, seconds: float, pool: list[tuple[str, str]],
-         seed: int, say: Log) -> dict[str, Any]:
+         seed: int, delete_share: float, say: Log) -> dict[str, Any]:
     start_at = time.time() + START_DELAY_S
     specs = []
     for i in range(writers):
-        specs.append({"role": "writer", "index": i, "tenants": pool})
+        specs.append({"role": "writer", "index": i, "tenants": pool, "delete_share": delete_share})
     for i in range(readers):
         specs.append({"role": "reader", "index": i, "tenants": pool[i::readers] or pool, "all_tenants": pool})
     procs = []
@@ -225,19 +244,23 @@ def _run(db: Path, work: Path, writers: int, readers: int, seconds: float, pool:
                                                                    "locked": 0, "samples": [], "elapsed_s": 0}
         res.update(role=spec["role"], exit_code=p.returncode)
         results.append(res)
-    return _report(db, specs, results, seconds, writers, readers, pool, hung, say)
+    return _report(db, specs, results, seconds, writers, readers, pool, hung, delete_share, say)
 
 
 def _verify(db: Path, specs: list[dict[str, Any]], pool: list[tuple[str, str]]) -> dict[str, Any]:
     from ..memory import Memory
 
     acked: dict[str, tuple[str, str, str]] = {}
+    deleted: set[str] = set()
     for spec in specs:
         path = Path(spec["acks"])
         if spec["role"] != "writer" or not path.exists():
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
+            if "deleted" in rec:
+                deleted.add(rec["deleted"])
+                continue
             for eid, text in zip(rec["ids"], rec["texts"]):
                 acked[eid] = (rec["ns"], rec["user"], text)
     with Memory(db, config=_config(background=False)) as mem:
@@ -249,18 +272,21 @@ def _verify(db: Path, specs: list[dict[str, Any]], pool: list[tuple[str, str]]) 
                 stored[ep.content] += 1
                 where[ep.id] = (ns, user, ep.content, ep.id)
         pending = mem.pending()
+    resurrected = sum(1 for eid in deleted if eid in where)
+    acked = {eid: v for eid, v in acked.items() if eid not in deleted}
     texts = Counter(text for _, _, text in acked.values())
-    lost = sum(1 for eid, (ns, user, text) in acked.items()
-               if eid not in where or where[eid][:3] != (ns, user, text))
+    lost = resurrected + sum(1 for eid, (ns, user, text) in acked.items()
+                             if eid not in where or where[eid][:3] != (ns, user, text))
     duplicated = sum(n - 1 for n in stored.values() if n > 1) + sum(n - 1 for n in texts.values() if n > 1)
-    unacked = sum(1 for eid in where if eid not in acked)
-    return {"integrity_check": integrity, "acknowledged": len(acked), "stored": sum(stored.values()),
+    unacked = sum(1 for eid in where if eid not in acked and eid not in deleted)
+    return {"integrity_check": integrity, "acknowledged": len(acked), "deleted": len(deleted),
+            "deleted_but_stored": resurrected, "stored": sum(stored.values()),
             "lost": lost, "duplicated": duplicated, "stored_not_acknowledged": unacked,
             "notes_pending_at_end": pending}
 
 
 def _report(db: Path, specs: list[dict[str, Any]], results: list[dict[str, Any]], seconds: float, writers: int,
-            readers: int, pool: list[tuple[str, str]], hung: int, say: Log) -> dict[str, Any]:
+            readers: int, pool: list[tuple[str, str]], hung: int, delete_share: float, say: Log) -> dict[str, Any]:
     ops: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     locked = 0
@@ -282,6 +308,7 @@ def _report(db: Path, specs: list[dict[str, Any]], results: list[dict[str, Any]]
     return {
         "benchmark": "procs", "ok": ok,
         "config": {"writers": writers, "readers": readers, "seconds": seconds, "tenants": len(pool),
+                   "delete_share": delete_share,
                    "embedder": "off", "notes": "on, background worker in every process"},
         "environment": environment(),
         "operations": {op: {"count": n, "per_s": round(n / elapsed, 1)} for op, n in sorted(ops.items())},
@@ -303,7 +330,8 @@ def render(result: dict[str, Any], console: Any) -> None:
     console.print(table)
     console.print(
         f"errors {sum(result['errors'].values())} ({result['errors'] or 'none'}), locked {result['locked_errors']}, "
-        f"cross-tenant {result['cross_tenant']}; acknowledged {result['acknowledged']} turns, stored "
+        f"cross-tenant {result['cross_tenant']}; acknowledged {result['acknowledged']} turns (and "
+        f"{result['deleted']} deletes, {result['deleted_but_stored']} of them still stored), stored "
         f"{result['stored']}, lost {result['lost']}, duplicated {result['duplicated']}, stored but not "
         f"acknowledged {result['stored_not_acknowledged']}; integrity {result['integrity_check']}; "
         f"OK: {result['ok']}", markup=False)
