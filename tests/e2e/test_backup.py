@@ -225,3 +225,27 @@ def test_full_disk_on_a_real_filesystem(tmp_path: Path) -> None:
             assert len(mem.list(user_id="u", limit=100_000)) == len(acked)
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_cli_backup_and_restore(tmp_path: Path) -> None:
+    db, copy = tmp_path / "m.db", tmp_path / "copy.db"
+    env = {**os.environ, "MEMSTRATA_EMBED": "off", "MEMSTRATA_NOTES": "off"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "memstrata", *args, "--db", str(db)], capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    assert cli("add", "ana moved to Lisbon", "-u", "ana").returncode == 0
+    r = cli("backup", str(copy))
+    assert r.returncode == 0 and "integrity ok" in r.stdout and check_store_file(copy)[1] == 1
+    r = cli("backup", str(copy))
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert cli("backup", str(copy), "--force").returncode == 0
+    assert cli("erase", "-u", "ana", "--yes").returncode == 0
+    r = cli("restore", str(tmp_path / "nope.db"), "--yes")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("restore", str(copy), "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    assert '"episodes": 1' in r.stdout and not (tmp_path / "m.db.before-restore").exists()
+    r = cli("search", "Lisbon", "-u", "ana")
+    assert r.returncode == 0 and "ana moved to Lisbon" in r.stdout
