@@ -13,10 +13,12 @@ What counts as a trace of an erased text (the rule ``verify-erased`` applies):
 - a text of 12 to 23 bytes: the whole text; shorter texts are too common to be evidence
   of anything and are counted as unchecked;
 - ids (episode, note and session ids of 8 bytes or more): the whole id;
-- the user's FTS5 scope token, last 16 characters. Every full-text row of the user
-  carries that token, and an FTS5 segment stores each term's suffix verbatim after the
-  prefix it shares with the previous term (between scope tokens that is a few hex
-  characters), so a posting of the user left in any segment shows it. Content words are
+- the user's FTS5 scope token ("zt" + 20 hex digits), last 12 characters, as the
+  tables store it and as the index stores it (stemmed: a trailing hex "e"/"ed" goes).
+  Every full-text row of the user carries that token, and an FTS5 leaf stores each
+  term's suffix verbatim after the prefix it shares with the previous term; the tail is
+  cut only if a neighbouring tenant's token shares its first 8 hex digits (about one in
+  4 billion per pair), so a posting of the user left in any segment shows it. Content words are
   not searched as tokens: they are stemmed, lowercased and prefix-compressed, so a raw
   match could neither prove nor disprove them; the scope token covers the rows they
   belong to, and the 24-byte rule covers the stored text itself.
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 WINDOW = 24      # every run of this many bytes of a text is searched
 MIN_TEXT = 12    # texts shorter than this are not evidence of anything
 MIN_ID = 8
-SCOPE_TAIL = 16
+SCOPE_TAIL = 12
 _PREFIX = 8      # prefilter length (every trace is at least this long)
 _CHUNK = 8 << 20
 _SIBLINGS = ("", "-wal", "-shm", "-journal")
@@ -127,11 +129,35 @@ def id_trace(label: str, value: str | None) -> list[Trace]:
     return [Trace(label, data, "id")] if len(data) >= MIN_ID else []
 
 
-def scope_trace(tenant: Tenant) -> Trace:
+def _fts_term(token: str) -> str:
+    """The term FTS5 stores for ``token`` (the store's tokenizer stems: a scope token
+    ending in hex 'e' or 'ed' loses it in the index)."""
+    from .store.migrations import _TOKENIZE
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{_TOKENIZE}')")
+        conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'row')")
+        conn.execute("INSERT INTO t (x) VALUES (?)", (token,))
+        return str(conn.execute("SELECT term FROM v").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def scope_traces(tenant: Tenant) -> list[Trace]:
+    """The user's scope token as stored in the tables' ``scope`` column and as the FTS5
+    term: the last SCOPE_TAIL characters of each (see the module doc)."""
     from .store.sqlite import scope_token
 
-    return Trace(f"full-text index rows of user {tenant.user_id!r}",
-                 scope_token(tenant)[-SCOPE_TAIL:].encode(), "scope")
+    label = f"full-text index rows of user {tenant.user_id!r}"
+    token = scope_token(tenant)
+    tails = dict.fromkeys([token[-SCOPE_TAIL:], _fts_term(token)[-SCOPE_TAIL:]])
+    return [Trace(label, t.encode(), "scope") for t in tails]
+
+
+def scope_trace(tenant: Tenant) -> Trace:
+    """The scope token tail as the tables store it (see ``scope_traces`` for the index)."""
+    return scope_traces(tenant)[0]
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -206,7 +232,7 @@ def collect(mem: "Memory", user_id: str, namespace: str | None = None) -> tuple[
     memory): episodes (text, ids, session ids, metadata), notes (text, context, ids),
     summaries, and the user's full-text scope token."""
     tenant = mem._tenant(user_id, namespace)
-    out: list[Trace] = [scope_trace(tenant)]
+    out: list[Trace] = scope_traces(tenant)
     short = 0
     for ep, _vec, _model in mem.store.export_rows(tenant):
         out += episode_traces(ep.id, ep.content, ep.session_id, ep.metadata)
@@ -380,6 +406,7 @@ def erase_verified(mem: "Memory", user_id: str, namespace: str | None = None,
 
 
 __all__ = [
-    "ErasureReport", "Finding", "Trace", "collect", "erase_verified", "scan", "scope_trace", "text_traces",
+    "ErasureReport", "Finding", "Trace", "collect", "erase_verified", "scan", "scope_trace", "scope_traces",
+    "text_traces",
     "traces_from_file",
 ]
