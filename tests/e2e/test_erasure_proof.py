@@ -216,6 +216,31 @@ def test_erase_says_so_when_a_reader_keeps_old_text_in_the_wal(tmp_path: Path) -
     mem.close()
 
 
+def test_a_delete_blocked_by_a_reader_succeeds_and_the_wal_is_truncated_later(tmp_path: Path) -> None:
+    """A delete is committed when it returns; a reader holding an old snapshot only delays
+    the WAL truncation (to the next scrub or close), it does not fail the delete."""
+    path = tmp_path / "m.db"
+    mem = Memory(config=MemoryConfig(embed=EmbedConfig(enabled=False)), store=SQLiteStore(path, timeout_s=0.3))
+    mem.add("bystander text", user_id="bob")
+    gone = mem.add("my locker code is quartz-falcon-7731, keep it private", user_id="victim")[0]
+    reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, sys
+        c = sqlite3.connect({str(path)!r}, isolation_level=None)
+        c.execute("BEGIN"); c.execute("SELECT COUNT(*) FROM episodes").fetchone()
+        print("reading", flush=True); sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"  # type: ignore[union-attr]
+        assert mem.delete(gone.id, user_id="victim") == 1  # no error although the WAL stays
+        assert mem.list(user_id="victim") == []
+    finally:
+        reader.communicate("done\n", timeout=30)
+    mem.close()  # truncates the WAL the reader kept
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("m.db"))
+    assert b"quartz-falcon-7731" not in data and b"bystander text" in data
+
+
 def test_erase_drops_the_users_vectors_from_the_embedding_cache(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     """The embedder caches vectors by text hash across memories; an erased user's
     vectors must not stay in the process (a repeat of the text is embedded afresh)."""

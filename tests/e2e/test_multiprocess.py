@@ -31,6 +31,7 @@ def test_writers_and_readers_lose_nothing_and_never_see_locks(tmp_path: Path) ->
     assert r["integrity_check"] == "ok"
     # the load was real: every kind of op ran many times, every acked turn was found
     assert r["operations"]["add"]["count"] >= 50
+    assert r["operations"]["delete"]["count"] >= 5  # deletes (and their WAL scrubs) race the readers
     assert all(r["operations"][op]["count"] >= 20 for op in READ_OPS), r["operations"]
     assert r["acknowledged"] == r["stored"] > r["operations"]["add"]["count"]
 

@@ -192,7 +192,7 @@ def child(spec: dict[str, Any]) -> None:
 
 # -- parent ----------------------------------------------------------------------
 def run(*, writers: int = 3, readers: int = 3, seconds: float = 30.0, namespaces: int = 2, users: int = 3,
-        seed: int = 0, delete_share: float = 0.0, db_dir: str | Path | None = None,
+        seed: int = 0, delete_share: float = 0.1, db_dir: str | Path | None = None,
         log: Log | None = None) -> dict[str, Any]:
     """Run the children against one fresh file, then verify it. Returns the report."""
     for name, value, lo, hi in (("writers", writers, 1, 32), ("readers", readers, 0, 32),

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -53,6 +55,9 @@ def scope_token(tenant: Tenant) -> str:
     return "zt" + digest.hexdigest()
 
 
+log = logging.getLogger("memstrata.store")
+
+
 class SQLiteStore(NotesMixin, KeysMixin):
     """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
 
@@ -71,6 +76,7 @@ class SQLiteStore(NotesMixin, KeysMixin):
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path!r}: {exc}") from exc
+        self._timeout_s = timeout_s
         self._lock = threading.RLock()
         with self._translate("open"):
             self._configure()
@@ -95,6 +101,12 @@ class SQLiteStore(NotesMixin, KeysMixin):
             )
         for number in range(version + 1, LATEST + 1):
             with self._write():
+                # Processes that open a new file at once all read version 0, then queue on
+                # the writer lock: the version read before the lock is stale. Re-read it
+                # under the lock (BEGIN IMMEDIATE sees the latest commit), so each step runs
+                # once ("table tenants already exists" otherwise; bench procs found it).
+                if self.schema_version >= number:
+                    continue
                 for statement in _split_sql(MIGRATIONS[number - 1]):
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={number}")
@@ -110,7 +122,8 @@ class SQLiteStore(NotesMixin, KeysMixin):
         except sqlite3.Error as exc:
             msg = str(exc)
             if "full" in msg.lower():
-                raise StoreError(f"{what} failed: the disk is full ({msg}); nothing was written") from exc
+                raise StoreError(f"{what} failed: the disk is full for {self.path!r} ({msg}); "
+                                 "nothing was written") from exc
             if "malformed" in msg.lower() or "not a database" in msg.lower():
                 raise StoreError(f"{what} failed: {self.path!r} is corrupt or not a memstrata store ({msg})") from exc
             raise StoreError(f"{what} failed: {msg}") from exc
@@ -124,10 +137,18 @@ class SQLiteStore(NotesMixin, KeysMixin):
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLite rolls a transaction back by itself on some errors (SQLITE_FULL,
+                # IOERR); a second ROLLBACK would raise and hide the real error.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             else:
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException:  # e.g. the WAL cannot grow: the disk is full
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -136,6 +157,10 @@ class SQLiteStore(NotesMixin, KeysMixin):
 
     def close(self) -> None:
         with self._lock:
+            try:  # leave no deleted text in the WAL if an earlier truncate was blocked
+                self._truncate_wal(patience=0.0)
+            except StoreError:
+                pass
             self._conn.close()
 
     # -- writes ------------------------------------------------------------------
@@ -217,8 +242,11 @@ class SQLiteStore(NotesMixin, KeysMixin):
         )
 
     def _ensure_tenant(self, c: sqlite3.Connection, tenant: Tenant) -> None:
-        c.execute("INSERT OR IGNORE INTO tenants (namespace, user_id) VALUES (?, ?)",
-                  (tenant.namespace, tenant.user_id))
+        # A tenant's revisions start at the wall clock (microseconds), not at 0: after an
+        # erase (or a restore) the counter must not repeat a value that a cache in this or
+        # another process still holds for the erased data (each write takes >1 µs).
+        c.execute("INSERT OR IGNORE INTO tenants (namespace, user_id, revision) VALUES (?, ?, ?)",
+                  (tenant.namespace, tenant.user_id, time.time_ns() // 1000))
 
     def _bump(self, c: sqlite3.Connection, tenant: Tenant) -> None:
         c.execute("UPDATE tenants SET revision = revision + 1 WHERE namespace=? AND user_id=?",
@@ -306,19 +334,49 @@ class SQLiteStore(NotesMixin, KeysMixin):
             c.execute("DELETE FROM episodes WHERE namespace=? AND user_id=?", key)
             c.execute("DELETE FROM sessions WHERE namespace=? AND user_id=?", key)
             c.execute("DELETE FROM tenants WHERE namespace=? AND user_id=?", key)
-        self._scrub()
+        self._scrub(vacuum=True)
         return int(n)
 
-    def _scrub(self) -> None:
+    def _scrub(self, *, vacuum: bool = False) -> None:
         """Make deleted text unrecoverable from the files: merge FTS5 segments (a delete
         only adds a tombstone until then), then checkpoint and truncate the WAL, whose
-        frames still hold old page images. secure_delete zeroes the freed pages."""
+        frames still hold old page images. secure_delete zeroes the freed pages and
+        cells, but not copies of cells that b-tree rebalancing left in the free space of
+        live pages (memstrata verify-erased found them in summaries and notes pages):
+        ``vacuum`` (erase) rewrites the whole file, so none can remain."""
         with self._translate("scrub"), self._write() as c:
-            c.execute("INSERT INTO episodes_fts(episodes_fts) VALUES ('optimize')")
-            c.execute("INSERT INTO sessions_fts(sessions_fts) VALUES ('optimize')")
-            c.execute("INSERT INTO notes_fts(notes_fts) VALUES ('optimize')")
-        with self._lock, self._translate("checkpoint"):
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for fts in ("episodes_fts", "sessions_fts", "notes_fts"):
+                compact_fts(c, fts)
+        if vacuum:
+            with self._lock, self._translate("vacuum"):
+                self._conn.execute("VACUUM")
+        if not self._truncate_wal(patience=min(10.0, self._timeout_s) if vacuum else 1.0) and vacuum:
+            # An erase is the operation users rely on to prove text is gone: say so rather than
+            # report an erase the files do not show yet. Running it again (or closing the other
+            # connection) finishes it; verify-erased checks. A plain delete does not raise (its
+            # rows are gone and committed: failing it would make callers retry a done delete);
+            # the WAL is truncated by the next scrub or at close.
+            raise StoreError(f"the erase in {self.path!r} is committed, but another connection kept a read "
+                             "transaction open, so old copies of the text remain in the write-ahead log; "
+                             "run the erase again once that reader is done (memstrata verify-erased checks)")
+
+    def _truncate_wal(self, patience: float) -> bool:
+        """Checkpoint and truncate the WAL, retrying with backoff for up to ``patience`` s while
+        readers of other connections hold old snapshots; True when the WAL is empty."""
+        if self.path == ":memory:":
+            return True
+        deadline, pause = time.monotonic() + patience, 0.01
+        while True:
+            with self._lock, self._translate("checkpoint"):
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+            if time.monotonic() + pause > deadline:
+                log.warning("store %s: WAL not truncated (a reader of another connection is active); "
+                            "it will be at the next delete or at close", self.path)
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     # -- reads -------------------------------------------------------------------
     def revision(self, tenant: Tenant) -> int:
@@ -527,6 +585,39 @@ class SQLiteStore(NotesMixin, KeysMixin):
     def integrity_check(self) -> str:
         with self._read() as c:
             return str(c.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+# FTS5 in SQLite 3.40 (Python's here) writes the segment an 'optimize' produces one level
+# above the highest, so every delete that follows an add left the index one level taller;
+# past 2000 levels FTS5 rejects the index as corrupt ("vtable constructor failed") and
+# lexical search fails for every tenant of the file (`memstrata bench crash` hit it after
+# ~2000 deletes). 'rebuild' re-indexes from the content table (all three FTS tables are
+# external-content) and resets the structure to one level; it also leaves no trace of
+# deleted rows, so it serves the scrub as well as 'optimize' does.
+FTS_MAX_LEVELS = 32
+
+
+def compact_fts(c: sqlite3.Connection, table: str) -> None:
+    """Merge an FTS5 index into one segment (deleted rows leave no postings behind),
+    rebuilding it instead when its structure has grown tall (see FTS_MAX_LEVELS)."""
+    row = c.execute(f"SELECT block FROM {table}_data WHERE id=10").fetchone()  # the structure record
+    command = "rebuild" if row is not None and fts_levels(row[0]) >= FTS_MAX_LEVELS else "optimize"
+    c.execute(f"INSERT INTO {table}({table}) VALUES ('{command}')")
+
+
+def fts_levels(structure: bytes) -> int:
+    """Level count of an FTS5 structure record: a 4-byte cookie, an optional 4-byte
+    "structure v2" marker (newer SQLite), then the count as an SQLite varint. A record
+    this cannot read counts as tall, so the index is rebuilt."""
+    i = 8 if structure[4:8] == b"\xff\x00\x00\x01" else 4
+    value = 0
+    for n, byte in enumerate(structure[i:i + 9]):
+        if n == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value
+    return FTS_MAX_LEVELS
 
 
 def _chunked(c: sqlite3.Connection, sql: str, ids: Sequence[Any], prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

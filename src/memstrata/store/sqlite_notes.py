@@ -242,7 +242,9 @@ class NotesMixin:
 
     def _scrub_notes(self) -> None:
         with self._translate("scrub notes"), self._write() as c:
-            c.execute("INSERT INTO notes_fts(notes_fts) VALUES ('optimize')")
+            from .sqlite import compact_fts  # noqa: PLC0415  (FTS5 level growth, see there)
+
+            compact_fts(c, "notes_fts")
 
     # -- reads -------------------------------------------------------------------
     def note_snapshot(self, tenant: Tenant, model_id: str | None) -> NoteSnapshot:
