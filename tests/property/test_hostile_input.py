@@ -279,6 +279,7 @@ def test_import_of_mutated_exports(tmp_path: Path) -> None:
                 line = json.dumps(row, ensure_ascii=False)
             except (TypeError, ValueError):
                 line = json.dumps(row, default=repr)
+            row = json.loads(line)  # what the file says (bytes became their repr, NaN stays NaN)
             body = json.dumps(header) + "\n" + line + "\n"
             data = body.encode("utf-8", "surrogatepass")
             if raw is not None:  # a truncated file with garbage appended

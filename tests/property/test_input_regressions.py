@@ -88,7 +88,7 @@ def test_cyclic_metadata_is_invalid_input(mem: Memory) -> None:
 
 
 def test_export_to_a_bad_path_is_invalid_input_and_leaves_nothing(mem: Memory, tmp_path: Path) -> None:
-    for target in (tmp_path, tmp_path / "missing-dir" / "x.jsonl", "a\x00b.jsonl"):
+    for target in (tmp_path, tmp_path / "missing-dir" / "x.jsonl", "a\x00b.jsonl", "x" * 5000):
         with pytest.raises(InvalidInputError, match="export"):
             mem.export(target, user_id="u")
     assert not list(tmp_path.glob("*.part")) and not (tmp_path / "missing-dir").exists()
