@@ -13,7 +13,7 @@ Properties checked for every generated input:
   aware UTC instant it names (naive = UTC, Unix seconds, ISO 8601 with any offset).
 
 Runs are bounded and reproducible for CI (derandomized, ``EXAMPLES`` examples per test,
-about 30 s in all on 2 cores). For a longer local hunt with fresh random inputs:
+about 20 s for tests/property on 2 cores). For a longer local hunt with fresh random inputs:
 
     MEMSTRATA_HOSTILE_EXAMPLES=2000 MEMSTRATA_HOSTILE_RANDOM=1 .venv/bin/python -m pytest tests/property -p no:cacheprovider
 
