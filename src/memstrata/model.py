@@ -44,6 +44,7 @@ class Episode:
     speaker: str | None = None
     agent_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    written_by: str = ""  # provenance: API key id, 'python', 'cli', 'mcp-stdio', 'import'; '' = unknown (pre-v4)
 
     @property
     def author(self) -> str:
@@ -78,6 +79,7 @@ class Hit:
     text: str
     episode_ids: tuple[str, ...] = ()
     sources: dict[str, int] = field(default_factory=dict)  # retriever name -> rank (1-based)
+    flags: tuple[str, ...] = ()  # memstrata.safety reason codes: the text reads as instructions to a model
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConflictError
+from ..safety import flags as safety_flags
 from ..store.base import NoteWrite, Store, Tenant
 from .evolve import EvolveConfig, NoteState, Relator, evolve
 from .extract import Extractor, RuleExtractor
@@ -105,7 +106,10 @@ class Processor:
                     break
                 write = NoteWrite(done=[k for k, _ in batch], model_id=self._model_id)
                 try:
-                    drafts = self.extractor.extract(batch)
+                    # Episodes flagged as instructions to a model (memory poisoning) are kept
+                    # verbatim but derive no notes: a note would launder the flag away.
+                    clean = [(k, e) for k, e in batch if not safety_flags(e.content)]
+                    drafts = self.extractor.extract(clean) if clean else []
                     vectors = self._vectors([d.embed_text or d.content for d in drafts])
                     before = len(state)
                     evolve(drafts, vectors, state, write, self.evolve_config, self.relator)

@@ -334,7 +334,8 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
     # -- writes --
     @app.post(f"{v1}/users/{{user_id}}/messages", status_code=202, response_model=AddResponse, tags=tags_mem,
               responses={201: {"model": AddResponse, "description": "Stored, notes derived (wait=true)."}})
-    def add_messages(body: AddRequest, scope: NewOrExistingUser, response: Response) -> AddResponse:
+    def add_messages(body: AddRequest, scope: NewOrExistingUser, response: Response,
+                     key: Annotated[ApiKey, Depends(data_key)]) -> AddResponse:
         """Store messages verbatim as turns of one session. Answers as soon as they are durable and
         searchable (202, with a job to poll while notes are derived), or after notes are derived
         with `wait: true` (201)."""
@@ -342,7 +343,7 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
             m.model_dump(exclude_none=True) for m in body.messages]
         stored = memory.add(messages, user_id=scope.user_id, namespace=scope.namespace, session_id=body.session_id,
                             timestamp=body.timestamp, agent_id=body.agent_id, metadata=body.metadata,
-                            wait=body.wait)
+                            wait=body.wait, written_by=f"key:{key.key_id}")
         session_id = stored[0].session_id
         job = None
         if body.wait or memory.config.notes.enabled is False:
@@ -397,7 +398,7 @@ def create_app(memory: Memory, *, keys: KeyRing | None = None, settings: ServerS
         grouped by session in time order, within max_tokens."""
         ctx = memory.context(body.query, user_id=scope.user_id, namespace=scope.namespace,
                              max_tokens=body.max_tokens, k=body.k, as_of=body.as_of, start=body.start,
-                             end=body.end, variant=body.variant)
+                             end=body.end, variant=body.variant, include_flagged=body.include_flagged)
         return ContextOut.of(ctx)
 
     @app.get(f"{v1}/users", response_model=Page[str], tags=tags_mem)

@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, TypeVar, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import ApiKey, Context, Episode, Hit, Link, Note, NoteChange, SessionInfo, Stats, Summary
+from ..safety import flags as safety_flags
 
 T = TypeVar("T")
 TimeIn = Union[str, float]  # ISO 8601 text, a date, or Unix seconds
@@ -58,6 +59,8 @@ class ContextRequest(_In):
     start: TimeIn | None = None
     end: TimeIn | None = None
     variant: str | None = None
+    include_flagged: bool = Field(False, description="Also include turns flagged as instructions to a model "
+                                  "(memory-poisoning guard); off by default.")
 
 
 class KeyRequest(_In):
@@ -79,12 +82,16 @@ class EpisodeOut(BaseModel):
     ingest_time: datetime
     agent_id: str | None
     metadata: dict[str, Any]
+    written_by: str = Field("", description="Provenance: the API key id (REST/MCP), 'python', 'cli'; '' unknown.")
+    flags: list[str] = Field([], description="Why the content reads as instructions to a model (memory-poisoning "
+                             "guard); empty when clean. Flagged turns are kept but left out of context.")
 
     @classmethod
     def of(cls, e: Episode) -> "EpisodeOut":
         return cls(id=e.id, user_id=e.user_id, session_id=e.session_id, position=e.position, role=e.role,
                    speaker=e.speaker, content=e.content, event_time=e.event_time, ingest_time=e.ingest_time,
-                   agent_id=e.agent_id, metadata=e.metadata)
+                   agent_id=e.agent_id, metadata=e.metadata, written_by=e.written_by,
+                   flags=list(safety_flags(e.content)))
 
 
 class JobOut(BaseModel):
@@ -111,12 +118,14 @@ class HitOut(BaseModel):
     event_time: datetime
     text: str
     sources: dict[str, int] = Field(..., description="Which retrievers found it, and at which rank.")
+    flags: list[str] = Field([], description="Why the text reads as instructions to a model (memory-poisoning "
+                             "guard, see memstrata.safety); empty when clean. Flagged turns are left out of context.")
 
     @classmethod
     def of(cls, h: Hit) -> "HitOut":
         return cls(score=h.score, unit=h.unit, episode_id=h.episode_id, episode_ids=list(h.episode_ids),
                    session_id=h.session_id, speaker=h.speaker, role=h.role, event_time=h.event_time,
-                   text=h.text, sources=dict(h.sources))
+                   text=h.text, sources=dict(h.sources), flags=list(h.flags))
 
 
 class SearchResponse(BaseModel):

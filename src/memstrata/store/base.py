@@ -40,6 +40,7 @@ class EpisodeDraft:
     agent_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     position: int | None = None
+    written_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

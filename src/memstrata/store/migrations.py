@@ -237,6 +237,11 @@ MIGRATIONS: list[str] = [
         CHECK ((admin = 1 AND namespace IS NULL AND user_id IS NULL) OR (admin = 0 AND namespace IS NOT NULL))
     ) WITHOUT ROWID;
     """,
+    # 4: provenance of each episode: who wrote it (an API key id for REST/MCP writes,
+    #    'python', 'cli', 'mcp-stdio' or 'import'). Older rows read '' (unknown).
+    """
+    ALTER TABLE episodes ADD COLUMN written_by TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -40,7 +40,7 @@ from .sqlite_notes import NotesMixin
 
 _EP_COLS = (
     "e.key, e.id, e.namespace, e.user_id, e.agent_id, s.session_id, e.position, e.role, "
-    "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata"
+    "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata, e.written_by"
 )
 _SQL_VAR_CHUNK = 500
 # Whose words make a session's lexical document: what the user said is what the user
@@ -198,19 +198,21 @@ class SQLiteStore(NotesMixin, KeysMixin):
                     draft.id, tenant.namespace, tenant.user_id, draft.agent_id, skey, position,
                     draft.role, draft.speaker, draft.content, to_micros(draft.event_time),
                     to_micros(draft.ingest_time), json.dumps(draft.metadata, ensure_ascii=False), token,
+                    draft.written_by,
                 ))
                 stored.append(Episode(
                     id=draft.id, namespace=tenant.namespace, user_id=tenant.user_id,
                     session_id=draft.session_id, position=position, role=draft.role,  # type: ignore[arg-type]
                     content=draft.content, event_time=draft.event_time, ingest_time=draft.ingest_time,
                     speaker=draft.speaker, agent_id=draft.agent_id, metadata=draft.metadata,
+                    written_by=draft.written_by,
                 ))
             first_key = c.execute("SELECT COALESCE(MAX(key), 0) FROM episodes").fetchone()[0]
             try:
                 c.executemany(
                     "INSERT INTO episodes (id, namespace, user_id, agent_id, session_key, position, role, "
-                    "speaker, content, event_time, ingest_time, metadata, scope) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "speaker, content, event_time, ingest_time, metadata, scope, written_by) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
             except sqlite3.IntegrityError as exc:
@@ -540,8 +542,8 @@ class SQLiteStore(NotesMixin, KeysMixin):
                     (t.namespace, t.user_id),
                 ).fetchall()
             for row in rows:
-                vec = None if row[13] is None else np.frombuffer(row[13], dtype=np.float16).copy()
-                yield _episode(row), vec, row[14]
+                vec = None if row[-2] is None else np.frombuffer(row[-2], dtype=np.float16).copy()
+                yield _episode(row), vec, row[-1]
 
     def tenants(self, namespace: str | None = None) -> list[Tenant]:
         with self._read() as c:
@@ -633,6 +635,7 @@ def _episode(row: Sequence[Any]) -> Episode:
         id=row[1], namespace=row[2], user_id=row[3], agent_id=row[4], session_id=row[5],
         position=row[6], role=row[7], speaker=row[8], content=row[9],
         event_time=from_micros(row[10]), ingest_time=from_micros(row[11]), metadata=json.loads(row[12]),
+        written_by=row[13],
     )
 
 
