@@ -1,5 +1,5 @@
 """Tenant isolation as a property (issue #6 item 4): a seeded random walk of >= 10,000
-operations over 12 tenants (3 namespaces x 4 users with the same user ids, the same
+operations over 20 tenants (4 namespaces x 5 users with the same user ids, the same
 session ids everywhere) through the Python API, the REST server (real uvicorn; namespace
 keys, user-bound keys, an admin key), the MCP server (the SDK's client) and CLI
 processes, checked against a shadow model after every operation and against the SQLite
