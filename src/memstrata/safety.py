@@ -32,15 +32,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-RULES_VERSION = 1
+RULES_VERSION = 2
 REASONS: tuple[str, ...] = (
     "override", "role_spoof", "tool_call", "hidden_text", "hidden_markup", "exfil_link", "bridging",
 )
 
 _I = re.IGNORECASE
-_AI = r"(?:assistant|ai|a\.i\.|model|llm|chatbot|bot|agent|gpt|claude|copilot)"
+_AI = r"(?:assistant|ai|a\.i\.|model|language model|llm|chatbot|bot|agent|gpt|claude|copilot)"
 _PRIOR = r"(?:previous|prior|preceding|above|earlier|former|original|existing|initial|all(?: of)? (?:the|your)|your|any(?: of)?(?: the| your)?|the)"
-_ORDERS = r"(?:instructions?|prompts?|system prompt|directives?|directions|guidelines|rules|guardrails|programming|context)"
+_ORDERS = r"(?:instructions?|prompts?|system prompt|directives?|directions|guidelines|rules|guardrails|programming|context|(?:safety|content) (?:policies|policy|filters?|guidelines))"
 
 _OVERRIDE = [
     re.compile(rf"(?<!['\"\u2018\u201c`])\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|the\s+)?"
@@ -48,6 +48,11 @@ _OVERRIDE = [
     re.compile(rf"\b(?:new|updated|real|actual|true|hidden|secret)\s+(?:system\s+)?(?:instructions?|system prompt|directives?)\s*[:\-]", _I),
     re.compile(r"\b(?:you are|you're) now (?:in )?(?:developer|dan|jailbreak|unrestricted|god) mode\b", _I),
     re.compile(r"\b(?:do not|don't|never) (?:tell|inform|reveal to|mention (?:this|it) to) the user\b", _I),
+    re.compile(r"\bpretend (?:that )?you (?:never|didn't|did not|have no|don't have)\b[^.!?\n]{0,40}\b(?:rules|instructions|guidelines|saw)", _I),
+    re.compile(r"\bact as an? (?:unfiltered|unrestricted|uncensored|jailbroken)\b", _I),
+    re.compile(r"\b(?:disabled|bypassed|turned off|removed|ignore|ignoring)\s+(?:my|the|all|your)?\s*(?:safety|content)\s+(?:filters?|policies|policy|guidelines|guardrails)", _I),
+    re.compile(r"\b(?:overwrite|erase|wipe|rewrite|replace)\s+your\s+(?:memory|memories|instructions|rules|system prompt)\b", _I),
+    re.compile(rf"\b{_AI}\s+instructions?\s+(?:begin|start|follow)\b|\binstructions?\s+for\s+(?:the\s+)?{_AI}s?\s*:", _I),
 ]
 
 _ROLE_SPOOF = [
@@ -60,6 +65,7 @@ _ROLE_SPOOF = [
 _TOOL_CALL = [
     re.compile(r"</?\s*(?:tool_call|tool_use|function_call|function_calls|invoke|tool_code)\b[^>]*>", _I),
     re.compile(r"[\"']function_call[\"']\s*:|[\"']tool_calls[\"']\s*:", _I),
+    re.compile(r"(?m)(?:^|[.!?]\s+)(?:call|tool|action|execute)\s*:\s*[a-z_][\w.]*\(", _I),
     re.compile(r"\{\s*[\"'](?:name|tool|function)[\"']\s*:\s*[\"'][\w.\-]+[\"']\s*,\s*[\"'](?:arguments|parameters|args|input)[\"']\s*:", _I),
 ]
 
@@ -82,13 +88,14 @@ _HIDDEN_MARKUP = [
 _EXFIL = [
     # ![alt](https://host/path?x=...) : a markdown image fetched on render, carrying data.
     re.compile(r"!\[[^\]]{0,200}\]\(\s*<?https?://[^)\s]+\?[^)\s]*=[^)\s]*\)", _I),
+    re.compile(r"(?<!!)\[\s*\]\(\s*<?https?://[^)\s]+\?[^)\s]*=[^)\s]*\)", _I),  # an empty link: nothing to click, only to fetch
     re.compile(r"<img\b[^>]*\bsrc\s*=\s*[\"']?https?://[^\"'>\s]+\?[^\"'>\s]*=", _I),
     # A link template asking the reader to fill data into a URL.
     re.compile(r"https?://\S+[?&]\w+=(?:\{|\[|<|%7B)\s*(?:the_?|user_?|your_?|all_?)?(?:user_?data|conversation|chat|history|e-?mail|secret|"
                r"password|memor(?:y|ies)|summary|private|personal|credentials?|api_?key|token)\w*\s*(?:\}|\]|>|%7D)", _I),
 ]
 
-_ASK = r"(?:asks?|asked|asking|inquires?|enquires?|mentions?|brings? up|wants? to know|questions?|requests?|searches|looks up|queries)"
+_ASK = r"(?:asks?|asked|asking|questioned|queried|inquires?|enquires?|mentions?|brings? up|wants? to know|questions?|requests?|searches|looks up|queries)"
 _WHO = r"(?:any(?:one|body)|some(?:one|body)|the user|a user|users|(?:the |a )?(?:customer|client|visitor|person|people)|they|he|she|i|we)"
 _ANSWER = (r"(?:always\s+|just\s+|simply\s+|instead\s+)?(?:answer|say|reply|respond|tell (?:them|him|her|the user)|state|claim|"
            r"insist|refer (?:them|him|her|the user)?\s*to|redirect|recommend|suggest|point (?:them|him|her) to|mention|"
@@ -98,12 +105,21 @@ _BRIDGING = [
                rf"{_ASK}\b[^.!?\n]{{0,160}}?,?\s*(?:then\s+)?(?:you\s+(?:should|must|will|need to|have to)\s+|please\s+|make sure (?:to|you)\s+)?"
                rf"(?<!\bI )(?<!\bwe )(?<!\bthey )(?<!\bhe )(?<!\bshe ){_ANSWER}\b", _I),
     re.compile(rf"\b(?:remember|note|keep in mind|memori[sz]e)\s+(?:that\s+)?(?:for|in)\s+(?:all|every|any)\s+(?:future|later|subsequent|upcoming)\b", _I),
-    re.compile(rf"\b(?:for|in)\s+(?:all|every)\s+(?:future|later|subsequent)\s+(?:conversations?|sessions?|questions?|queries|answers?|responses?|replies|chats?)\b"
-               rf"[^.!?\n]{{0,120}}?\b(?:always|never|must|should|answer|say|respond|reply|refer|recommend|tell)\b", _I),
+    re.compile(rf"\b(?:for|in)\s+(?:all|every|any)\s+(?:future|later|subsequent)\s+(?:conversations?|sessions?|questions?|queries|answers?|responses?|replies|chats?)\b"
+               rf"[^.!?\n]{{0,120}}?\b(?:always|never|must|should|answer|say|respond|reply|refer|recommend|tell|mention|claim)\b", _I),
     re.compile(rf"\b(?:note|message|instruction|reminder|memo)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|future\s+)?{_AI}s?\b", _I),
     re.compile(rf"\b(?:dear|attention|hey|hi|to)\s+(?:the\s+)?(?:{_AI}|language model|ai assistant)s?\s*[,:!]\s*(?:please\s+)?(?:you\s+(?:must|should|will)|always|never|ignore|remember|from now on|when)", _I),
     re.compile(rf"\b(?:if|when(?:ever)?)\s+(?:you(?:'re| are)\s+)?(?:an?\s+)?{_AI}\s+(?:is\s+)?(?:reading|processing|summari[sz]ing|retrieving|reads|sees|processes)\s+this\b", _I),
     re.compile(rf"\b(?:the\s+)?(?:correct|right|official|only|true)\s+answer\s+(?:to|for)\s+(?:any|every|all)\s+(?:questions?|queries)\s+about\b", _I),
+    # Third-person orders to whatever model reads the memory later.
+    re.compile(rf"\b(?:the|any|all|every|future)\s+(?:future\s+)?{_AI}s?\s+(?:is to|are to|should|must|shall|will|needs? to|has to|have to)\s+"
+               rf"(?:always\s+|now\s+|instead\s+)?(?:say|answer|reply|respond|tell|claim|state|recommend|give|share|send|disclose|reveal|mention|insist|refer|praise)\b", _I),
+    re.compile(rf"\b(?:whoever|anyone|any {_AI}|{_AI}s?(?: systems?)?)\s+(?:is\s+|are\s+)?(?:reads?|reading|processing|processes|summari[sz]ing|sees?)\s+this\b", _I),
+    re.compile(r"\b(?:going forward|from now on|henceforth|hereafter|in (?:the )?future)\b,?[^.!?\n]{0,80}?\b(?:gets?|receives?) the (?:reply|answer|response)\b", _I),
+    re.compile(r"\bthe (?:reply|answer|response) (?:should|must|shall) (?:be|say|state)\b", _I),
+    re.compile(r"\b(?:respond|reply|answer)\s+to\s+(?:any\s+|all\s+|every\s+)?[\w\- ]{0,30}\b(?:questions?|queries|requests?)\s+with\b", _I),
+    re.compile(r"\b(?:the )?next time (?:i'?m|i am|someone is|anyone is|you(?:'re| are)|the user is|they are)\s+asked\b", _I),
+    re.compile(rf"\b(?:p\.?s\.?|n\.?b\.?)\s*(?:for|to)\s+(?:the\s+)?{_AI}s?\b", _I),
     re.compile(rf"\bfrom now on,?\s+(?:whenever|when|if|every time|always|you (?:must|should|will) (?:always|answer|say|respond|reply|refer|recommend|tell))\b", _I),
 ]
 

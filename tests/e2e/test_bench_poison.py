@@ -20,7 +20,7 @@ def test_bench_poison_cli(tmp_path: Path) -> None:
     assert inj["retrievable_with_opt_in"] >= 10  # the questions do reach the attacks: the guard holds them back
     assert inj["notes_derived_from_attacks"] == 0
     assert result["false_quarantine"]["hard_negatives"]["flagged"] == 0
-    assert result["heldout"]["attacks"] == 20  # reported, whatever it scores
+    assert result["heldout"]["attacks"] == 25  # reported, whatever it scores
 
 
 def test_bench_poison_rejects_a_bad_corpus(tmp_path: Path) -> None:

@@ -188,8 +188,9 @@ def run(*, corpus_path: str | Path | None = None, locomo: str | Path | None = No
     corpus = load_corpus(corpus_path)
     t0 = time.perf_counter()
     injection = run_injection(corpus, embed=embed, limit=limit, log=log)
-    # Written after the rules were frozen (rules_version 1) and never used to tune them:
-    # the honest estimate of what a new attacker's phrasing gets past the detector.
+    # Written after the rules were frozen (rules_version 2) and never used to tune them:
+    # the honest estimate of what a new attacker's phrasing gets past the detector. (The
+    # corpus's "round": 2 rows were the held-out set of version 1: 2 of 20 detected then.)
     heldout = run_injection(load_corpus(resources.files("memstrata.data").joinpath("injection_heldout.jsonl")),
                             embed=embed, log=log) if corpus_path is None else None
     t1 = time.perf_counter()
