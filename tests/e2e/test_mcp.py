@@ -256,6 +256,10 @@ def test_http_tenants_never_see_each_other(http_server: dict[str, Any]) -> None:
     with Memory(http_server["db"], config=MemoryConfig(notes=NotesConfig(background=False)), embedder=False) as m:
         assert m.stats(user_id="alice", namespace="acme").episodes == 1
         assert m.stats(user_id="bob", namespace="acme").episodes == 1
+        # provenance: each write records the id of the key that made it (never its secret)
+        (writer,) = {e.written_by for e in m.list(user_id="alice", namespace="acme")}
+        assert writer.startswith("key:") and len(writer) > 4
+        assert all(writer[4:] != t and t not in writer for t in http_server["tokens"].values())
         assert m.stats(user_id="alice", namespace="zeta").episodes == 0
 
 

@@ -47,6 +47,7 @@ log = logging.getLogger("memstrata.mcp")
 
 #: Where ``KeyAuth`` leaves the verified tenant in the ASGI scope of an HTTP request.
 SCOPE_KEY = "memstrata.tenant"
+_KEY_ID = "memstrata.key_id"  # the verified key's id, stored with each write as its provenance
 
 
 class TenantError(Exception):
@@ -81,6 +82,7 @@ def request_tenant(request: Any) -> Tenant:
 # duration of one request (each request is handled in its own task, so concurrent
 # requests each see their own value).
 _CURRENT: ContextVar[Tenant | TenantError | None] = ContextVar("memstrata_mcp_tenant", default=None)
+_WRITER: ContextVar[str] = ContextVar("memstrata_mcp_writer", default="mcp")
 
 
 def _tenant() -> Tenant:
@@ -210,9 +212,13 @@ def build_server(memory: Memory, tenant_resolver: TenantResolver, *, name: str =
         except TenantError as exc:
             resolved = exc
         token = _CURRENT.set(resolved)
+        scope = getattr(ctx.request, "scope", None)
+        key_id = scope.get(_KEY_ID) if isinstance(scope, dict) else None
+        writer = _WRITER.set(f"key:{key_id}" if isinstance(key_id, str) else "mcp")
         try:
             return await call_next(ctx)
         finally:
+            _WRITER.reset(writer)
             _CURRENT.reset(token)
 
     server.middleware.append(bind_tenant)
@@ -244,7 +250,7 @@ def build_server(memory: Memory, tenant_resolver: TenantResolver, *, name: str =
         messages: Any = content if isinstance(content, str) else [
             m.model_dump(exclude_none=True) for m in content]
         eps = await _call(memory.add, messages=messages, session_id=session_id, timestamp=timestamp,
-                          written_by="mcp", **who())
+                          written_by=_WRITER.get(), **who())
         return Remembered(session_id=eps[0].session_id, episode_ids=[e.id for e in eps])
 
     @server.tool(
@@ -385,6 +391,7 @@ class KeyAuth:
             await self.app(scope, receive, send)
             return
         scope.pop(SCOPE_KEY, None)
+        scope.pop(_KEY_ID, None)
         token = None
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
@@ -410,6 +417,7 @@ class KeyAuth:
                         "(memstrata keys create --namespace N --user U)")
             return
         scope[SCOPE_KEY] = Tenant(key.namespace, key.user_id)
+        scope[_KEY_ID] = key.key_id
         await self.app(scope, receive, send)
 
 
