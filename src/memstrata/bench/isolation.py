@@ -49,7 +49,7 @@ from typing import Any
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from .common import environment
 
-INTERFACES = ("python", "rest", "mcp", "cli")
+INTERFACES = ("python", "rest", "mcp", "mcp_http", "cli")
 NAMESPACES = ("acme", "globex", "initech", "umbrella")
 USERS = ("ana", "ben", "chloe", "dev", "eve")         # the same user ids in every namespace
 SESSIONS = ("s1", "s2", "s3", "daily/notes")  # the same session ids in every tenant
@@ -667,9 +667,9 @@ class Engine:
     MCP_OPS = (("remember", 25), ("recall", 25), ("get_context", 10), ("list_memories", 15),
                ("forget", 5), ("forget_foreign", 8), ("summary", 5))
 
-    async def mcp(self, op: str, t: T) -> None:
-        I = "mcp"
-        c = self.mcp_clients[t]
+    async def mcp(self, op: str, t: T, http: bool = False) -> None:
+        I = "mcp_http" if http else "mcp"
+        c = (self.mcp_http_clients if http else self.mcp_clients)[t]
 
         def data(res: Any, what: str) -> Any:
             self.result.checks += 1
@@ -886,7 +886,7 @@ def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
 
 
 @contextmanager
-def _serve(app: Any) -> Iterator[str]:
+def _serve(app: Any, lifespan: str = "off") -> Iterator[str]:
     """``app`` under uvicorn on a free loopback port, in a thread of this process."""
     import socket
 
@@ -896,7 +896,7 @@ def _serve(app: Any) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", access_log=False))
+                                           lifespan=lifespan, access_log=False))
     thread = threading.Thread(target=server.run, name="uvicorn-isolation", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -912,6 +912,7 @@ def _serve(app: Any) -> Iterator[str]:
 
 
 def run(ops: int = 10_000, seed: int = 1, *, mcp_share: float = 0.03, rest_share: float = 0.3,
+        mcp_http_share: float = 0.3,
         cli_ops: int = 4, periodic_every: int = 500, workdir: str | Path | None = None,
         log: Log | None = None) -> Result:
     """Run ``ops`` operations (Python API, REST, MCP, ``cli_ops`` CLI processes) and
@@ -926,16 +927,19 @@ def run(ops: int = 10_000, seed: int = 1, *, mcp_share: float = 0.03, rest_share
         raise InvalidInputError(f"--db-dir {str(workdir)!r} is not a directory")
     log = log or (lambda _: None)
     with tempfile.TemporaryDirectory(prefix="memstrata-isolation-", dir=workdir) as tmp:
-        return asyncio.run(_run(Path(tmp), ops, seed, mcp_share, rest_share, cli_ops, periodic_every, log))
+        return asyncio.run(_run(Path(tmp), ops, seed, mcp_share, rest_share, mcp_http_share, cli_ops,
+                                periodic_every, log))
 
 
-async def _run(root: Path, ops: int, seed: int, mcp_share: float, rest_share: float, cli_ops: int,
-               periodic_every: int, log: Log) -> Result:
+async def _run(root: Path, ops: int, seed: int, mcp_share: float, rest_share: float, mcp_http_share: float,
+               cli_ops: int, periodic_every: int, log: Log) -> Result:
     import httpx
+    import httpx2
     from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
 
     from ..server.auth import KeyRing
-    from ..server.mcp import build_server, fixed_tenant
+    from ..server.mcp import build_server, fixed_tenant, http_app
     from ..server.rest import create_app
 
     started = time.perf_counter()
@@ -948,11 +952,20 @@ async def _run(root: Path, ops: int, seed: int, mcp_share: float, rest_share: fl
     rng = random.Random(seed ^ 0x5EED)
     cli_at = {int(ops * (i + 1) / (cli_ops + 1)) for i in range(cli_ops)}
     try:
-        with _serve(create_app(eng.server_mem)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        with _serve(create_app(eng.server_mem)) as url, httpx.Client(base_url=url, timeout=60) as http, \
+                _serve(http_app(eng.server_mem), lifespan="on") as mcp_url:
             eng.http = http
             async with AsyncExitStack() as stack:
+                # in process (one server per tenant) and over streamable HTTP (one server; the
+                # tenant comes from each request's user-bound key)
                 eng.mcp_clients = {t: await stack.enter_async_context(
                     Client(build_server(eng.mem, fixed_tenant(t.user_id, t.namespace)))) for t in ALL}
+                eng.mcp_http_clients = {}
+                for t in ALL:
+                    h2 = await stack.enter_async_context(httpx2.AsyncClient(
+                        headers={"Authorization": f"Bearer {eng.user_keys[t]}"}, timeout=httpx2.Timeout(60.0)))
+                    eng.mcp_http_clients[t] = await stack.enter_async_context(
+                        Client(streamable_http_client(f"{mcp_url}/mcp", http_client=h2)))  # type: ignore[arg-type]
                 done, cli_done = 0, 0
                 while done < ops:
                     t = rng.choice(ALL)
@@ -963,8 +976,10 @@ async def _run(root: Path, ops: int, seed: int, mcp_share: float, rest_share: fl
                         t0 = time.perf_counter()
                         x = rng.random()
                         if x < mcp_share:
-                            iface, op = "mcp", _pick(rng, Engine.MCP_OPS)
-                            await eng.mcp(op, t)
+                            op = _pick(rng, Engine.MCP_OPS)
+                            over_http = rng.random() < mcp_http_share
+                            iface = "mcp_http" if over_http else "mcp"
+                            await eng.mcp(op, t, http=over_http)
                         elif x < mcp_share + rest_share:
                             iface, op = "rest", _pick(rng, Engine.REST_OPS)
                             eng.rest(op, t)
