@@ -12,6 +12,7 @@ across that line. Writes are atomic: a failed ``add`` or ``import_`` stores noth
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -25,9 +26,10 @@ import numpy as np
 
 from .config import MemoryConfig, RetrievalConfig
 from .errors import ConflictError, InvalidFileError, InvalidInputError, NotFoundError
-from .ingest.normalize import check_id, normalize_messages
+from .ingest.normalize import check_id, check_ref, load_json, normalize_messages
 from .model import Context, Episode, Hit, Link, Note, NoteChange, SessionInfo, Stats, Summary, Unit
 from .retrieve.pack import pack
+from .safety import flags as safety_flags
 from .retrieve.search import Retriever
 from .store import EpisodeDraft, Store, Tenant, open_store
 from .semantic.process import Processor, ProcessReport
@@ -187,6 +189,7 @@ class Memory:
         metadata: Mapping[str, Any] | None = None,
         namespace: str | None = None,
         wait: bool = False,
+        written_by: str = "python",
     ) -> list[Episode]:
         """Store messages verbatim as episodes of one session and index them at once.
 
@@ -196,12 +199,16 @@ class Memory:
         new session; with one, turns are appended to it. ``timestamp`` is the event time
         (default: now). Returns the stored episodes as soon as they are durable and
         searchable; notes are derived afterwards in the background, or before returning
-        with ``wait=True``."""
+        with ``wait=True``. ``written_by`` is stored with each turn as its provenance
+        (the servers pass the API key id)."""
         tenant = self._tenant(user_id, namespace)
+        if not isinstance(written_by, str) or len(written_by) > 200:
+            raise InvalidInputError("written_by must be a string of at most 200 characters")
         drafts = normalize_messages(
             messages, session_id=session_id, agent_id=agent_id, timestamp=timestamp,
             metadata=metadata, limits=self.config.limits,
         )
+        drafts = [dataclasses.replace(d, written_by=written_by) for d in drafts]
         vectors = self._vectors(drafts)
         model_id = self._embedder.model_id if self._embedder is not None else None
         stored = self.store.add_episodes(tenant, drafts, vectors, model_id, enqueue=self._processor is not None)
@@ -217,10 +224,11 @@ class Memory:
         not exist in this tenant raises NotFoundError; a list returns how many went."""
         tenant = self._tenant(user_id, namespace)
         single = isinstance(episode_ids, str)
+        if not single and not isinstance(episode_ids, Iterable):
+            raise InvalidInputError(f"episode_ids must be a string or a list of strings, got {type(episode_ids).__name__}")
         ids = [episode_ids] if single else list(episode_ids)  # type: ignore[list-item]
         for i in ids:
-            if not isinstance(i, str):
-                raise InvalidInputError(f"episode ids must be strings, got {type(i).__name__}")
+            check_ref(i, "episode id")
         n = self.store.delete_episodes(tenant, ids)
         if single and n == 0:
             raise NotFoundError(f"no episode {episode_ids!r} for user {tenant.user_id!r}")
@@ -228,7 +236,7 @@ class Memory:
 
     def delete_session(self, session_id: str, *, user_id: str, namespace: str | None = None) -> int:
         tenant = self._tenant(user_id, namespace)
-        n = self.store.delete_session(tenant, session_id)
+        n = self.store.delete_session(tenant, check_ref(session_id, "session_id"))
         if n == 0:
             raise NotFoundError(f"no session {session_id!r} for user {tenant.user_id!r}")
         return n
@@ -237,16 +245,21 @@ class Memory:
         """Remove everything stored for this user and scrub it from the store files.
         Returns the number of episodes removed (0 if the user had none)."""
         tenant = self._tenant(user_id, namespace)
-        n = self.store.erase_tenant(tenant)
-        self._retriever.forget(tenant)
+        try:
+            n = self.store.erase_tenant(tenant)
+        finally:  # also when the rows went but the scrub could not finish: nothing stays cached here
+            self._retriever.forget(tenant)
+            with self._recall_lock:
+                self._recalls.pop(tenant, None)
+            clear = getattr(self._embedder, "clear_cache", None)  # vectors of the user's texts, by text hash
+            if clear is not None:
+                clear()
         return n
 
     # -- reads -------------------------------------------------------------------
     def get(self, episode_id: str, *, user_id: str, namespace: str | None = None) -> Episode:
         tenant = self._tenant(user_id, namespace)
-        if not isinstance(episode_id, str):
-            raise InvalidInputError(f"episode_id must be a string, got {type(episode_id).__name__}")
-        ep = self.store.get_episode(tenant, episode_id)
+        ep = self.store.get_episode(tenant, check_ref(episode_id, "episode_id"))
         if ep is None:
             raise NotFoundError(f"no episode {episode_id!r} for user {tenant.user_id!r}")
         return ep
@@ -260,8 +273,8 @@ class Memory:
         _check_int(limit, "limit", 1, 100_000)
         _check_int(offset, "offset", 0, 10**12)
         return self.store.list_episodes(
-            tenant, session_id=session_id, start=_opt_time(start, "start"), end=_opt_time(end, "end"),
-            limit=limit, offset=offset,
+            tenant, session_id=None if session_id is None else check_ref(session_id, "session_id"),
+            start=_opt_time(start, "start"), end=_opt_time(end, "end"), limit=limit, offset=offset,
         )
 
     def sessions(self, *, user_id: str, namespace: str | None = None) -> list[SessionInfo]:
@@ -298,10 +311,12 @@ class Memory:
             raise InvalidInputError(f"query is {len(query)} characters; the limit is {self.config.limits.max_content_chars}")
         _check_int(k, "k", 1, 1000)
         cfg = self._retrieval(variant)
-        return self._retriever.search(
+        hits = self._retriever.search(
             tenant, query, k=k, unit=unit, cfg=cfg, as_of=_opt_time(as_of, "as_of") or now(),
             start=_opt_time(start, "start"), end=_opt_time(end, "end"),
         )
+        # Flagged hits are returned with their reasons (a UI shows them); context() drops them.
+        return [dataclasses.replace(h, flags=f) if (f := safety_flags(h.text)) else h for h in hits]
 
     def context(
         self,
@@ -315,15 +330,19 @@ class Memory:
         end: Any = None,
         variant: str | RetrievalConfig | None = None,
         namespace: str | None = None,
+        include_flagged: bool = False,
     ) -> Context:
         """A prompt-ready context for ``query``: the best turns with the turns around
         them, grouped by session in chronological order, each line dated and attributed,
-        within ``max_tokens`` (estimated)."""
+        within ``max_tokens`` (estimated), fenced as data. Turns that read as
+        instructions to a model (``memstrata.safety``) are left out unless
+        ``include_flagged``."""
         _check_int(max_tokens, "max_tokens", 50, 1_000_000)
         hits = self.search(query, user_id=user_id, k=k, unit="turn", as_of=as_of, start=start, end=end,
                            variant=variant, namespace=namespace)
         tenant = self._tenant(user_id, namespace)
-        return pack(hits, lambda episode_id: self.store.neighbours(tenant, episode_id, radius=1), max_tokens)
+        return pack(hits, lambda episode_id: self.store.neighbours(tenant, episode_id, radius=1), max_tokens,
+                    include_flagged=bool(include_flagged))
 
     def stats(self, *, user_id: str | None = None, namespace: str | None = None) -> Stats:
         if user_id is None:
@@ -385,9 +404,7 @@ class Memory:
 
     def note(self, note_id: str, *, user_id: str, namespace: str | None = None) -> Note:
         tenant = self._tenant(user_id, namespace)
-        if not isinstance(note_id, str):
-            raise InvalidInputError(f"note_id must be a string, got {type(note_id).__name__}")
-        found = self.store.get_notes(tenant, [note_id])
+        found = self.store.get_notes(tenant, [check_ref(note_id, "note_id")])
         if not found:
             raise NotFoundError(f"no note {note_id!r} for user {tenant.user_id!r}")
         return found[0]
@@ -406,9 +423,7 @@ class Memory:
         """Every change to a note, oldest first (kept after the note is forgotten or
         deleted, without its text)."""
         tenant = self._tenant(user_id, namespace)
-        if not isinstance(note_id, str):
-            raise InvalidInputError(f"note_id must be a string, got {type(note_id).__name__}")
-        changes = self.store.note_history(tenant, note_id)
+        changes = self.store.note_history(tenant, check_ref(note_id, "note_id"))
         if not changes:
             raise NotFoundError(f"no note {note_id!r} for user {tenant.user_id!r}")
         return changes
@@ -416,6 +431,8 @@ class Memory:
     def summary(self, *, user_id: str, session_id: str | None = None, namespace: str | None = None) -> Summary:
         """The user's summary, or one session's (rebuilt as notes are processed)."""
         tenant = self._tenant(user_id, namespace)
+        if session_id is not None:
+            check_ref(session_id, "session_id")
         found = [s for s in self.store.get_summaries(tenant, session_id) if s.session_id == session_id]
         if not found and self._processor is not None and self.store.stats(tenant).episodes:
             self._processor.rebuild_summaries(tenant, None if session_id is None else {session_id})
@@ -461,15 +478,24 @@ class Memory:
         metadata and vectors. Returns the number of episodes written."""
         ns = namespace if namespace is not None else self.config.namespace
         tenant = self._tenant(user_id, ns) if user_id is not None else None
-        target = Path(path)
+        target = _check_path(path, "export path")
         tmp = target.with_name(target.name + ".part")
         n = 0
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION}) + "\n")
-            for ep, vec, model_id in self.store.export_rows(tenant, None if tenant else ns):
-                fh.write(json.dumps(_episode_json(ep, vec, model_id), ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, target)
+        try:
+            if target.is_dir():  # inside the try: a name too long for the OS raises here
+                raise InvalidInputError(f"export path {_short_path(target)} is a directory; name a file")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"type": EXPORT_FORMAT, "version": EXPORT_VERSION}) + "\n")
+                for ep, vec, model_id in self.store.export_rows(tenant, None if tenant else ns):
+                    fh.write(json.dumps(_episode_json(ep, vec, model_id), ensure_ascii=False) + "\n")
+                    n += 1
+            os.replace(tmp, target)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # the name itself is unusable (too long): nothing was created
+                pass
+            raise InvalidInputError(f"cannot write the export to {_short_path(target)}: {exc.strerror}") from exc
         return n
 
     def import_(self, path: str | os.PathLike[str], *, namespace: str | None = None,
@@ -480,7 +506,7 @@ class Memory:
         With ``user_id``, the file must hold only that user's records (the servers use
         this so an import can never write into another user)."""
         ns = namespace if namespace is not None else self.config.namespace
-        batches = _read_export(Path(path), self.config)
+        batches = _read_export(_check_path(path, "import path"), self.config)
         if user_id is not None:
             self._tenant(user_id, ns)
             strangers = sorted(u for u in batches if u != user_id)
@@ -581,8 +607,32 @@ def _check_int(value: Any, name: str, lo: int, hi: int) -> None:
         raise InvalidInputError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
 
 
+def _check_path(path: Any, what: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(f"{what} must be a str or path, got {type(path).__name__}")
+    target = Path(path)
+    if "\x00" in str(target):
+        raise InvalidInputError(f"{what} {_short_path(target)} contains a NUL byte")
+    try:
+        os.fsencode(target)
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} {_short_path(target)} cannot be a file name here: {exc.reason}") from exc
+    return target
+
+
+def _short_path(path: Path) -> str:
+    text = repr(str(path))
+    return text if len(text) <= 200 else f"{text[:160]}... ({len(text)} characters)"
+
+
 def _opt_time(value: Any, what: str) -> datetime | None:
     return None if value is None else parse_time(value, what=what)
+
+
+def _written_by(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise InvalidFileError("written_by must be a string of at most 200 characters")
+    return value
 
 
 def _episode_json(ep: Episode, vec: np.ndarray | None, model_id: str | None) -> dict[str, Any]:
@@ -591,7 +641,7 @@ def _episode_json(ep: Episode, vec: np.ndarray | None, model_id: str | None) -> 
         "agent_id": ep.agent_id, "session_id": ep.session_id, "position": ep.position,
         "role": ep.role, "speaker": ep.speaker, "content": ep.content,
         "event_time": ep.event_time.isoformat(), "ingest_time": ep.ingest_time.isoformat(),
-        "metadata": ep.metadata,
+        "metadata": ep.metadata, "written_by": ep.written_by,
     }
     if vec is not None:
         row["embedding"] = {"model_id": model_id, "f16": base64.b64encode(vec.astype(np.float16).tobytes()).decode()}
@@ -603,15 +653,15 @@ def _read_export(
 ) -> dict[str, list[tuple[EpisodeDraft, np.ndarray | None, str | None]]]:
     from .ingest.normalize import _one  # shared validation of one message
 
-    try:
-        fh = open(path, encoding="utf-8")
+    try:  # bytes: a line that is not UTF-8 is reported with its number, like bad JSON
+        fh = open(path, "rb")
     except OSError as exc:
         raise InvalidFileError(f"cannot read {path}: {exc.strerror}") from exc
     batches: dict[str, list[tuple[EpisodeDraft, np.ndarray | None, str | None]]] = {}
     with fh:
         try:
-            header = json.loads(fh.readline() or "null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            header = load_json(fh.readline().decode("utf-8") or "null", "line 1")
+        except (InvalidFileError, UnicodeDecodeError) as exc:
             raise InvalidFileError(f"{path}: line 1 is not JSON ({exc})") from exc
         if not isinstance(header, dict) or header.get("type") != EXPORT_FORMAT:
             raise InvalidFileError(f"{path}: not a memstrata export (line 1 must be the export header)")
@@ -622,7 +672,7 @@ def _read_export(
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = load_json(line.decode("utf-8"), "the line")
                 if not isinstance(row, dict) or row.get("type") != "episode":
                     raise InvalidFileError("expected an object with type 'episode'")
                 user_id = check_id(row.get("user_id"), "user_id", config.limits)
@@ -639,7 +689,7 @@ def _read_export(
                     role=role, content=content, event_time=when or parse_time(row.get("event_time")),
                     ingest_time=parse_time(row.get("ingest_time"), what="ingest_time"), speaker=speaker,
                     agent_id=check_id(row.get("agent_id"), "agent_id", config.limits, required=False),
-                    metadata=meta, position=position,
+                    metadata=meta, position=position, written_by=_written_by(row.get("written_by", "")),
                 )
                 vec, model_id = _decode_embedding(row.get("embedding"))
             except InvalidFileError as exc:

@@ -17,6 +17,7 @@ import pytest
 from memstrata import Memory, MemoryConfig, StoreError
 from memstrata.config import EmbedConfig, NotesConfig
 from memstrata.errors import InvalidFileError, InvalidInputError
+from memstrata.store.migrations import LATEST
 from memstrata.store.sqlite_backup import backup, check_store_file, in_use, restore
 
 CFG = MemoryConfig(embed=EmbedConfig(enabled=False), notes=NotesConfig(enabled=False))
@@ -113,7 +114,7 @@ def test_restore_round_trip_and_refusals(tmp_path: Path) -> None:
         mem.erase(user_id="bo")
     assert _contents(path) != saved
     result = restore(copy, path, keep_old=True)
-    assert (result.episodes, result.schema_version) == (3, 3)
+    assert (result.episodes, result.schema_version) == (3, LATEST)
     assert _contents(path) == saved  # same ids, users, sessions and text
     assert any(r[3] == "written after the backup" for r in _contents(Path(str(result.old_kept))))
     with _mem(path) as mem:
