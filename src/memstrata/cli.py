@@ -22,8 +22,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .config import EmbedConfig, MemoryConfig, RetrievalConfig
+from .config import EmbedConfig, Limits, MemoryConfig, RetrievalConfig
 from .errors import InvalidFileError, InvalidInputError, MemstrataError
+from .ingest.normalize import check_id, load_json, normalize_messages
 from .memory import Memory, default_path
 from .timeutil import fmt_time
 
@@ -119,7 +120,7 @@ def add(
         if speaker:
             message["name"] = speaker
         eps = mem.add([message], user_id=user, session_id=session, timestamp=timestamp,
-                      wait=not defer and mem.config.notes.enabled)
+                      wait=not defer and mem.config.notes.enabled, written_by="cli")
         if as_json:
             _print_json(eps)
         else:
@@ -140,11 +141,13 @@ def ingest(
     with _errors():
         conversations = _read_conversations(path, user)
         with _memory(db, namespace, no_embed) as mem, _progress() as bar:
+            _check_conversations(path, conversations, mem.config.limits)
             task = bar.add_task("ingesting", total=len(conversations))
             turns = 0
             for conv in conversations:
                 turns += len(mem.add(conv["messages"], user_id=conv["user_id"], session_id=conv.get("session_id"),
-                                     timestamp=conv.get("timestamp"), metadata=conv.get("metadata")))
+                                     timestamp=conv.get("timestamp"), metadata=conv.get("metadata"),
+                                     written_by="cli"))
                 bar.advance(task)
             report = None if defer else _process(mem)
         result = {"conversations": len(conversations), "episodes": turns,
@@ -153,20 +156,29 @@ def ingest(
             f"ingested {turns} turns from {len(conversations)} conversations; {result['notes_created']} notes")
 
 
+def _check_conversations(path: Path, conversations: list[dict[str, Any]], limits: Limits) -> None:
+    """Validate every message of every conversation before the first is stored, so a bad
+    conversation late in the file does not leave the earlier ones half-ingested."""
+    for i, conv in enumerate(conversations):
+        try:
+            check_id(conv["user_id"], "user_id", limits)
+            normalize_messages(conv["messages"], session_id=conv.get("session_id"), agent_id=None,
+                               timestamp=conv.get("timestamp"), metadata=conv.get("metadata"), limits=limits)
+        except InvalidInputError as exc:
+            raise InvalidFileError(f"{path}: conversation {i}: {exc}; nothing was stored") from exc
+
+
 def _read_conversations(path: Path, default_user: Optional[str]) -> list[dict[str, Any]]:
-    try:
-        raw = path.read_text(encoding="utf-8")
+    try:  # utf-8-sig: editors on Windows start UTF-8 files with a BOM
+        raw = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidFileError(f"cannot read {path}: {exc}") from exc
     items: list[Any]
-    try:
-        if path.suffix == ".jsonl":
-            items = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        else:
-            data = json.loads(raw)
-            items = data if isinstance(data, list) else [data]
-    except json.JSONDecodeError as exc:
-        raise InvalidFileError(f"{path} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    if path.suffix == ".jsonl":
+        items = [load_json(line, f"{path} line {n}") for n, line in enumerate(raw.splitlines(), 1) if line.strip()]
+    else:
+        data = load_json(raw, str(path))
+        items = data if isinstance(data, list) else [data]
     out_items = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("messages"), list):
@@ -174,6 +186,8 @@ def _read_conversations(path: Path, default_user: Optional[str]) -> list[dict[st
         user_id = item.get("user_id", default_user)
         if user_id is None:
             raise InvalidFileError(f"{path}: conversation {i} has no user_id and no --user was given")
+        if not isinstance(user_id, str) or not isinstance(item.get("session_id", ""), str):
+            raise InvalidFileError(f"{path}: conversation {i}: user_id and session_id must be strings")
         out_items.append({**item, "user_id": user_id})
     if not out_items:
         raise InvalidFileError(f"{path} holds no conversations")
@@ -262,13 +276,27 @@ def delete(
 def erase(
     user: str = UserOpt, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+    verify: bool = typer.Option(False, "--verify", help="Then scan the store files and cache for any byte of "
+                                "what was erased (texts held in memory only); exit 1 on a find."),
 ) -> None:
     """Erase everything stored for a user, scrubbed from the store files."""
     if not yes and not typer.confirm(f"Erase all memories of user {user!r}?"):
         raise typer.Exit(1)
     with _errors(), _memory(db, namespace, no_embed=True) as mem:
-        n = mem.erase(user_id=user)
-        _print_json({"erased": n}) if as_json else out.print(f"erased {n} episode(s) of {user}")
+        if not verify:
+            n = mem.erase(user_id=user)
+            _print_json({"erased": n}) if as_json else out.print(f"erased {n} episode(s) of {user}")
+            return
+        from .erasure import erase_verified
+
+        n, report = erase_verified(mem, user, namespace)
+    if as_json:
+        _print_json({"erased": n, "verification": report.as_dict()})
+    else:
+        out.print(f"erased {n} episode(s) of {user}")
+        _print_erasure_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -669,6 +697,35 @@ def bench_serve(
         raise typer.Exit(1)
 
 
+@bench_app.command("erasure")
+def bench_erasure(
+    path: Optional[Path] = typer.Option(None, "--path", help="LoCoMo or LongMemEval file for the text "
+                                        "(default: synthetic conversations)."),
+    users: int = typer.Option(10, "--users", help="Users to ingest (one conversation each)."),
+    erase_n: int = typer.Option(5, "--erase", help="Users to erase with verification."),
+    no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Erasure, backup and restore on real conversations: online backups during ingest,
+    erase with a raw-byte scan for every erased text, delete_session scan, restore round
+    trip. Exits 1 on any residue or mismatch."""
+    from .bench import erasure as erasure_bench
+
+    with _errors():
+        try:
+            result = erasure_bench.run(path, users=users, erase=erase_n, embed=not no_embed,
+                                       log=lambda msg: err.print(msg, markup=False))
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        erasure_bench.render(result, out)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
 @app.command("mcp")
 def mcp_command(
     user: Optional[str] = typer.Option(None, "--user", "-u", help="stdio: serve this user's memory (whoever "
@@ -718,6 +775,244 @@ def mcp_command(
         pass
     finally:
         mem.close()
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    targets: Optional[str] = typer.Option(None, "--targets", help="Comma-separated: ingest,normalize,timestamp,"
+                                          "timeexpr,import (default: all)."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Seconds per target (1-3600)."),
+    seed: int = typer.Option(1, "--seed", help="libFuzzer seed, for a reproducible run."),
+    crash_dir: Path = typer.Option(Path("fuzz-crashes"), "--crash-dir", help="Where crashing inputs are written."),
+    as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Fuzz the parsers of untrusted input with atheris (needs `pip install atheris`, in the test
+    extra); exits 1 when any target crashed (an exception that is not a MemstrataError)."""
+    from .bench import fuzz
+
+    with _errors():
+        if not 1 <= seconds <= 3600:
+            raise InvalidInputError(f"--seconds must be between 1 and 3600, got {seconds}")
+        names = [t.strip() for t in targets.split(",")] if targets else list(fuzz.TARGETS)
+        result = fuzz.run(names, seconds, seed, crash_dir, progress=lambda m: err.print(m))
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        for r in result["targets"]:
+            out.print(f"{r['target']:<10} {r['executions']:>10} executions  {r.get('exec_per_s', 0):>9.1f} exec/s  "
+                      f"{r['crashes']} crashes" + (f"  -> {r['crash_dir']}" if r.get("crash_dir") else ""))
+            for site, msg in r["distinct_crashes"].items():
+                out.print(f"    {site}: {msg}")
+    if result["total_crashes"]:
+        raise typer.Exit(1)
+
+
+# -- erasure proof, backup and restore (issue #6) ------------------------------------
+def _print_erasure_report(report: Any) -> None:
+    size = sum(n for _, n in report.files)
+    out.print(f"scanned {len(report.files)} file(s), {size} bytes, for {report.traces} trace(s)"
+              + (f"; {report.unchecked} text(s) under 12 bytes not checkable" if report.unchecked else ""))
+    for f in report.residue:
+        err.print("FOUND: " + f.describe(), markup=False)
+    shared = len(report.findings) - len(report.residue)
+    if shared:
+        out.print(f"{shared} run(s) also stored for other users (not counted), e.g. "
+                  + next(f for f in report.findings if f.shared).describe(), markup=False)
+    if report.ok:
+        out.print("no trace of the erased data found")
+
+
+@app.command("verify-erased")
+def verify_erased(
+    user: str = UserOpt,
+    texts: Path = typer.Option(..., "--texts", help="The user's export (taken before erasing) or a text file, "
+                               "one text a line."),
+    db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
+    no_cache: bool = typer.Option(False, "--no-cache", help="Scan only the store files, not the cache directory."),
+) -> None:
+    """Scan the raw bytes of the store, its -wal/-shm/-journal and the cache directory for
+    any erased text (every 24-byte run), id or full-text row of the user; exit 1 on a find."""
+    from .erasure import scan, scope_traces, traces_from_file
+    from .store.base import Tenant
+
+    with _errors():
+        path = db if db is not None else default_path()
+        if not Path(path).is_file():
+            raise InvalidInputError(f"no store at {str(path)!r}")
+        ns = namespace or MemoryConfig.from_env().namespace
+        tenant = Tenant(check_id(ns, "namespace", Limits()) or ns, check_id(user, "user_id", Limits()) or user)
+        traces, short = traces_from_file(texts, tenant)
+        report = scan(path, [*scope_traces(tenant), *traces], tenant=tenant, include_cache=not no_cache,
+                      unchecked=short)
+    _print_json(report.as_dict()) if as_json else _print_erasure_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backup(
+    dest: Path = typer.Argument(..., help="Backup file to write."), db: Optional[Path] = DbOpt,
+    force: bool = typer.Option(False, "--force", help="Overwrite DEST if it exists."), as_json: bool = JsonOpt,
+) -> None:
+    """Copy the store while it is in use (SQLite online backup: one consistent snapshot),
+    verify the copy's integrity, then move it into place."""
+    from .store.sqlite_backup import backup as do_backup
+
+    with _errors():
+        r = do_backup(db if db is not None else default_path(), dest, force=force)
+    if as_json:
+        _print_json(r)
+    else:
+        out.print(f"backed up {r.episodes} episode(s) to {r.path} ({r.bytes} bytes, schema {r.schema_version}, "
+                  f"{r.seconds:.2f} s); integrity ok")
+
+
+@app.command()
+def restore(
+    src: Path = typer.Argument(..., help="A backup written by `memstrata backup`."), db: Optional[Path] = DbOpt,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    keep_old: bool = typer.Option(False, "--keep-old", help="Keep the replaced store as STORE.before-restore."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replace the store with a backup: the backup is checked (memstrata schema, integrity)
+    first; refused while any process (a server) has the store open."""
+    from .store.sqlite_backup import restore as do_restore
+
+    target = db if db is not None else default_path()
+    if not yes and not typer.confirm(f"Replace {str(target)!r} with {str(src)!r}?"):
+        raise typer.Exit(1)
+    with _errors():
+        r = do_restore(src, target, keep_old=keep_old)
+    if as_json:
+        _print_json(r)
+    else:
+        out.print(f"restored {r.episodes} episode(s) into {r.path} from {r.source} (schema {r.schema_version})"
+                  + (f"; previous store kept at {r.old_kept}" if r.old_kept else ""))
+
+
+@bench_app.command("crash")
+def bench_crash(
+    kills: int = typer.Option(200, "--kills", help="SIGKILLs of the working child process (one run each)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (ops, delays, targets)."),
+    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Directory for the SQLite file and op logs "
+                                          "(default: a temp directory, removed afterwards)."),
+    max_delay: float = typer.Option(1.5, "--max-delay", help="Longest random delay before an untargeted kill (s)."),
+    background_every: int = typer.Option(4, "--background-every", help="Every Nth run uses the background note "
+                                         "worker instead of process() (0: never)."),
+    as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Crash safety: SIGKILL a child doing add / process / delete / delete_session / erase on one
+    SQLite file, reopen and check integrity, acknowledged ops, atomicity and that note processing
+    resumes. Exits 1 on any loss or violation."""
+    from .bench import crash
+
+    with _errors():
+        result = crash.run(kills=kills, seed=seed, db_dir=db_dir, max_delay=max_delay,
+                           background_every=background_every, log=lambda msg: err.print(msg, markup=False))
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        crash.render(result, out)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("procs")
+def bench_procs(
+    seconds: float = typer.Option(30.0, "--seconds", help="Seconds of load."),
+    writers: int = typer.Option(3, "--writers", help="Writer processes."),
+    readers: int = typer.Option(3, "--readers", help="Reader processes."),
+    namespaces: int = typer.Option(2, "--namespaces", help="Namespaces (tenants = namespaces x users)."),
+    users: int = typer.Option(3, "--users", help="Users per namespace."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    delete_share: float = typer.Option(0.1, "--delete-share", help="Share of writer calls that delete one of "
+                                       "the writer's acknowledged turns instead of adding (0-0.5)."),
+    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Directory for the SQLite file (default: a temp "
+                                          "directory, removed afterwards)."),
+    as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Concurrency: writer and reader processes on one SQLite file and many tenants; ops/s, errors,
+    lost, duplicated and cross-tenant records. Exits 1 if any is not 0."""
+    from .bench import procs
+
+    with _errors():
+        result = procs.run(writers=writers, readers=readers, seconds=seconds, namespaces=namespaces, users=users,
+                           seed=seed, delete_share=delete_share, db_dir=db_dir,
+                           log=lambda msg: err.print(msg, markup=False))
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        procs.render(result, out)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("isolation")
+def bench_isolation(
+    ops: int = typer.Option(10_000, "--ops", help="Operations in the random walk (all interfaces together)."),
+    seed: int = typer.Option(1, "--seed", help="Random seed (tenants, operations, text)."),
+    mcp_share: float = typer.Option(0.03, "--mcp-share", help="Share of operations through the MCP client."),
+    rest_share: float = typer.Option(0.3, "--rest-share", help="Share of operations through the REST server."),
+    mcp_http_share: float = typer.Option(0.3, "--mcp-http-share", help="Share of the MCP operations sent over "
+                                         "streamable HTTP (user-bound keys) rather than in process."),
+    cli_ops: int = typer.Option(4, "--cli-ops", help="CLI processes run among the operations (costly)."),
+    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Directory for the SQLite file (default: a temp "
+                                          "directory, removed afterwards; /dev/shm spares the disk's fsyncs)."),
+    as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Tenant isolation: a seeded random walk of operations over 20 tenants (4 namespaces x 5 users)
+    through the Python API, REST, MCP and the CLI, checked against a shadow model and the SQLite
+    file. Exits 1 on any violation."""
+    from .bench import isolation
+
+    with _errors():
+        if not (0 <= mcp_share <= 1 and 0 <= rest_share <= 1 and mcp_share + rest_share <= 1
+                and 0 <= mcp_http_share <= 1):
+            raise InvalidInputError("--mcp-share and --rest-share must be in [0, 1] and add up to at most 1; "
+                                    "--mcp-http-share in [0, 1]")
+        result = isolation.run(ops, seed, mcp_share=mcp_share, rest_share=rest_share,
+                               mcp_http_share=mcp_http_share, cli_ops=cli_ops,
+                               workdir=db_dir, log=lambda msg: err.print(msg, markup=False)).as_dict()
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        isolation.render(result, out)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("poison")
+def bench_poison(
+    locomo: Optional[Path] = typer.Option(None, "--locomo", help="LoCoMo file: measure false quarantine on its turns."),
+    longmemeval: Optional[Path] = typer.Option(None, "--longmemeval", help="LongMemEval file: the same on its turns."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Injection corpus (JSONL; default: the bundled one)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N attacks."),
+    no_embed: bool = NoEmbedOpt, as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """Memory poisoning: injection attempts written amid normal conversation must not reach
+    context() (target 0), and the detector's false-quarantine rate on real dev
+    conversations (target < 1%). Exits 1 when either target is missed."""
+    from .bench import poison as poison_bench
+
+    with _errors():
+        result = poison_bench.run(corpus_path=corpus, locomo=locomo, longmemeval=longmemeval, embed=not no_embed,
+                                  limit=limit, log=lambda msg: err.print(msg, markup=False))
+    if out_file:
+        out_file.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    if as_json:
+        _print_json(result)
+    else:
+        poison_bench.render(result, out)
+    if not result["ok"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:
