@@ -827,8 +827,9 @@ def _print_erasure_report(report: Any) -> None:
 @app.command("verify-erased")
 def verify_erased(
     user: str = UserOpt,
-    texts: Path = typer.Option(..., "--texts", help="The user's export (taken before erasing) or a text file, "
-                               "one text a line."),
+    texts: Optional[Path] = typer.Option(None, "--texts", help="The user's export (taken before erasing) or a "
+                                         "text file, one text a line. Without it only the user's full-text rows "
+                                         "(scope token) are looked for: the store no longer knows the texts."),
     db: Optional[Path] = DbOpt, namespace: Optional[str] = NsOpt, as_json: bool = JsonOpt,
     no_cache: bool = typer.Option(False, "--no-cache", help="Scan only the store files, not the cache directory."),
 ) -> None:
@@ -843,10 +844,16 @@ def verify_erased(
             raise InvalidInputError(f"no store at {str(path)!r}")
         ns = namespace or MemoryConfig.from_env().namespace
         tenant = Tenant(check_id(ns, "namespace", Limits()) or ns, check_id(user, "user_id", Limits()) or user)
-        traces, short = traces_from_file(texts, tenant)
+        traces, short = traces_from_file(texts, tenant) if texts is not None else ([], 0)
         report = scan(path, [*scope_traces(tenant), *traces], tenant=tenant, include_cache=not no_cache,
                       unchecked=short)
-    _print_json(report.as_dict()) if as_json else _print_erasure_report(report)
+    if as_json:
+        _print_json({**report.as_dict(), "texts_checked": texts is not None})
+    else:
+        _print_erasure_report(report)
+        if texts is None:
+            err.print("checked the user's full-text rows only; pass --texts EXPORT (the user's export taken "
+                      "before erasing) to look for every byte of the erased text", markup=False)
     if not report.ok:
         raise typer.Exit(1)
 

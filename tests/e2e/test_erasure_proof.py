@@ -172,10 +172,15 @@ def test_cli_verify_erased_and_erase_verify(tmp_path: Path) -> None:
     assert "m.db" in files and "query-log.txt" in files
     r = _cli("verify-erased", "-u", "victim", "--texts", str(plain), "--db", str(db), env=env)
     assert r.returncode == 1 and "FOUND" in r.stderr and "line 1" in r.stderr
+    # without --texts: only the user's full-text rows are looked for, and they are there
+    r = _cli("verify-erased", "-u", "victim", "--db", str(db), "--json", env=env)
+    assert r.returncode == 1 and json.loads(r.stdout)["texts_checked"] is False, r.stderr
     # erase with verification: the store is clean, but the cache file still holds a text
     r = _cli("erase", "-u", "victim", "--yes", "--verify", "--db", str(db), env=env)
     assert r.returncode == 1 and "query-log.txt" in r.stderr and "m.db" not in r.stderr.replace("query-log", "")
     (tmp_path / "cache" / "query-log.txt").unlink()
+    r = _cli("verify-erased", "-u", "victim", "--db", str(db), env=env)
+    assert r.returncode == 0 and "pass --texts" in r.stderr, r.stdout + r.stderr
     for texts in (tmp_path / "victim.jsonl", plain):
         r = _cli("verify-erased", "-u", "victim", "--texts", str(texts), "--db", str(db), env=env)
         assert r.returncode == 0, r.stdout + r.stderr
