@@ -39,8 +39,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -885,32 +885,6 @@ def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([n for n, _ in table], weights=[w for _, w in table])[0]
 
 
-@contextmanager
-def _serve(app: Any, lifespan: str = "off") -> Iterator[str]:
-    """``app`` under uvicorn on a free loopback port, in a thread of this process."""
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan=lifespan, access_log=False))
-    thread = threading.Thread(target=server.run, name="uvicorn-isolation", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the REST server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def run(ops: int = 10_000, seed: int = 1, *, mcp_share: float = 0.03, rest_share: float = 0.3,
         mcp_http_share: float = 0.3,
         cli_ops: int = 4, periodic_every: int = 500, workdir: str | Path | None = None,
@@ -939,6 +913,7 @@ async def _run(root: Path, ops: int, seed: int, mcp_share: float, rest_share: fl
     from mcp.client.streamable_http import streamable_http_client
 
     from ..server.auth import KeyRing
+    from ..server.inthread import running
     from ..server.mcp import build_server, fixed_tenant, http_app
     from ..server.rest import create_app
 
@@ -952,8 +927,8 @@ async def _run(root: Path, ops: int, seed: int, mcp_share: float, rest_share: fl
     rng = random.Random(seed ^ 0x5EED)
     cli_at = {int(ops * (i + 1) / (cli_ops + 1)) for i in range(cli_ops)}
     try:
-        with _serve(create_app(eng.server_mem)) as url, httpx.Client(base_url=url, timeout=60) as http, \
-                _serve(http_app(eng.server_mem), lifespan="on") as mcp_url:
+        with running(create_app(eng.server_mem)) as url, httpx.Client(base_url=url, timeout=60) as http, \
+                running(http_app(eng.server_mem), lifespan="on") as mcp_url:
             eng.http = http
             async with AsyncExitStack() as stack:
                 # in process (one server per tenant) and over streamable HTTP (one server; the
