@@ -388,6 +388,7 @@ function episodeItem(ep, sessionLi) {
     ep.speaker && ep.speaker !== ep.role ? h('span', { class: 'role' }, ep.role) : null,
     timeEl(ep.event_time, { 'data-testid': 'episode-date' }),
     ep.agent_id ? h('span', { class: 'role' }, `agent ${ep.agent_id}`) : null,
+    flagBadge(ep.flags),
     h('span', { class: 'spacer' }),
     del),
   h('p', { class: 'content', 'data-testid': 'episode-content' }, ep.content));
@@ -513,6 +514,15 @@ function validity(note) {
   if (!note.valid_from && !note.valid_to) return 'validity unknown';
   if (!note.valid_to) return `valid since ${fmtTime(note.valid_from)}`;
   return `valid ${fmtTime(note.valid_from)} → ${fmtTime(note.valid_to)}`;
+}
+
+/** Memory-poisoning flags (reason codes): the turn is kept but left out of context(). */
+function flagBadge(flags) {
+  if (!flags || flags.length === 0) return null;
+  return h('span', {
+    class: 'badge status-deleted', 'data-testid': 'flagged',
+    title: 'Reads as instructions to a model: left out of context() unless asked for',
+  }, `flagged: ${flags.join(', ')}`);
 }
 
 function statusBadge(status) {
@@ -752,7 +762,8 @@ function hitItem(hit, i) {
       timeEl(hit.event_time, { 'data-testid': 'hit-date' }),
       h('span', { class: 'speaker', 'data-testid': 'hit-speaker' }, hit.speaker),
       h('span', { class: 'muted' }, 'in ', h('code', { 'data-testid': 'hit-session' }, hit.session_id)),
-      hit.unit !== 'turn' ? h('span', { class: 'badge' }, `${hit.unit} · ${plural(hit.episode_ids.length, 'turn')}`) : null),
+      hit.unit !== 'turn' ? h('span', { class: 'badge' }, `${hit.unit} · ${plural(hit.episode_ids.length, 'turn')}`) : null,
+      flagBadge(hit.flags)),
     h('p', { class: 'content', 'data-testid': 'hit-text' }, hit.text),
     h('div', { class: 'hit-foot' },
       h('span', { class: 'found', 'aria-hidden': 'true' }, 'found by'),
