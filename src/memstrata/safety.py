@@ -28,6 +28,7 @@ Reason codes:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -170,6 +171,22 @@ def scan(text: str) -> Verdict:
     return Verdict(tuple(r for r in REASONS if r in found))
 
 
+# search() flags every hit on every query, and the same turns come back again and again:
+# remember verdicts by a digest of the text (never the text itself, so an erased memory
+# leaves nothing readable here). Bounded; cleared wholesale when full.
+_VERDICTS: dict[bytes, tuple[str, ...]] = {}
+_VERDICTS_MAX = 100_000
+
+
 def flags(text: str) -> tuple[str, ...]:
-    """Shorthand for ``scan(text).reasons``."""
-    return scan(text).reasons
+    """``scan(text).reasons``, remembered by a digest of ``text``."""
+    if not isinstance(text, str):
+        return ()
+    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    found = _VERDICTS.get(key)
+    if found is None:
+        found = scan(text).reasons
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[key] = found
+    return found
