@@ -61,10 +61,37 @@ class Snapshot:
     session_ids: dict[int, str]  # session key -> public session id
     vectors: np.ndarray         # float32 (m, dim), L2-normalised
     vector_rows: np.ndarray     # int64 (m,), index into keys
+    # Stores that search turn vectors themselves (``Store.dense_turns`` returns a list)
+    # may leave ``vectors`` empty; they then give each session's centroid (the
+    # normalised mean of its turn vectors) here: (session keys, (S, dim) unit rows).
+    session_vectors: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def size(self) -> int:
         return int(self.keys.shape[0])
+
+
+# Tables a store copies row by row for ``memstrata migrate`` (parents before children).
+# Columns and value types are the same in every backend: integers (times are
+# microseconds since the epoch), floats, text, None, and vectors as little-endian
+# float16 bytes. Internal keys are kept, so links between rows survive the copy.
+TABLES: dict[str, tuple[str, ...]] = {
+    "api_keys": ("key_id", "secret_hash", "namespace", "user_id", "admin", "label", "created_at", "revoked_at"),
+    "tenants": ("namespace", "user_id", "revision"),
+    "sessions": ("key", "namespace", "user_id", "session_id", "scope", "n_episodes", "first_time", "last_time", "doc"),
+    "episodes": ("key", "id", "namespace", "user_id", "agent_id", "session_key", "position", "role", "speaker",
+                 "content", "event_time", "ingest_time", "metadata", "scope", "written_by"),
+    "embeddings": ("episode_key", "model_id", "vec"),
+    "pending": ("episode_key", "namespace", "user_id", "attempts", "error"),
+    "notes": ("key", "id", "namespace", "user_id", "scope", "content", "context", "keywords", "tags", "entities",
+              "subject", "slot", "value", "norm", "negated", "importance", "valid_from", "valid_to", "status",
+              "superseded_by", "created_at", "updated_at", "recall_count", "last_recalled", "extractor"),
+    "note_sources": ("note_key", "episode_key"),
+    "note_vectors": ("note_key", "model_id", "vec"),
+    "links": ("source_key", "target_key", "kind", "weight", "reason", "created_at"),
+    "note_history": ("key", "namespace", "user_id", "note_id", "at", "action", "detail"),
+    "summaries": ("namespace", "user_id", "session_key", "text", "n_notes", "updated_at"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +172,7 @@ class NoteSnapshot:
 
 @runtime_checkable
 class Store(Protocol):
-    """Persistence for one memory file/database. Implementations: SQLiteStore."""
+    """Persistence for one memory file/database. Implementations: SQLiteStore, PostgresStore."""
 
     url: str
 
@@ -206,6 +233,17 @@ class Store(Protocol):
         ...
 
     def snapshot(self, tenant: Tenant, model_id: str | None) -> Snapshot: ...
+
+    def dense_turns(
+        self, tenant: Tenant, vector: np.ndarray, model_id: str, *, limit: int,
+        start: datetime | None = None, end: datetime | None = None,
+    ) -> list[tuple[int, float]] | None:
+        """Nearest episodes to a unit ``vector`` by cosine, from the store's own vector
+        index: (episode key, cosine), best first, at most ``limit``, only the tenant's
+        episodes with an embedding of ``model_id`` and event time in [start, end).
+        None when the store keeps no vector index (the retriever then scans
+        ``Snapshot.vectors`` itself)."""
+        ...
 
     def revision(self, tenant: Tenant) -> int:
         """A number that changes whenever the tenant's data changes (for caches)."""
@@ -278,6 +316,17 @@ class Store(Protocol):
     def pending_span(self, tenant: Tenant, session_id: str, first: int, last: int) -> tuple[int, int]:
         """Of the tenant's episodes in ``session_id`` at positions ``first..last``: how many
         still wait for note processing, and how many of those have failed at least once."""
+        ...
+
+    # -- moving between stores (memstrata migrate) --------------------------------
+    def dump_table(self, table: str, *, batch: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of ``table`` (a name in ``TABLES``), columns in ``TABLES`` order,
+        in primary-key order, in batches."""
+        ...
+
+    def load_table(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows as ``dump_table`` yields them, keys kept; derived indexes
+        (full text, vector) are kept in step. Meant for an empty store."""
         ...
 
     # -- API keys of the servers (not tenant data: the server's own credentials) ----

@@ -543,6 +543,12 @@ class SQLiteStore(NotesMixin, KeysMixin):
             vector_rows=np.asarray(vec_rows, dtype=np.int64),
         )
 
+    def dense_turns(
+        self, tenant: Tenant, vector: np.ndarray, model_id: str, *, limit: int,
+        start: datetime | None = None, end: datetime | None = None,
+    ) -> list[tuple[int, float]] | None:
+        return None  # no vector index in the file: the retriever scans the snapshot's vectors
+
     def export_rows(
         self, tenant: Tenant | None, namespace: str | None = None
     ) -> Iterator[tuple[Episode, np.ndarray | None, str | None]]:
