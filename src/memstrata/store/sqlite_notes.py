@@ -342,8 +342,10 @@ class NotesMixin:
 
     def lexical_notes(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
         from .sqlite import _match_expr  # noqa: PLC0415
+        from .sqlite_lexical import affordable  # noqa: PLC0415
 
-        expr = _match_expr(tenant, terms, "{content keywords}")
+        with self._read() as c:
+            expr = _match_expr(tenant, affordable(c, "notes_fts", terms, self.lexical_budget), "{content keywords}")
         if expr is None:
             return []
         with self._read() as c:
