@@ -58,7 +58,14 @@ class TenantIndex:
         n = snap.size
         session_keys, row_session = np.unique(snap.session_keys, return_inverse=True)
         centroids = np.zeros((len(session_keys), snap.vectors.shape[1] if snap.vectors.size else 0), np.float32)
-        if snap.vectors.size:
+        if snap.session_vectors is not None and len(snap.session_vectors[0]):
+            # The store searches turn vectors itself and computed the centroids for us.
+            keys, rows = snap.session_vectors
+            centroids = np.zeros((len(session_keys), rows.shape[1]), np.float32)
+            at = np.searchsorted(session_keys, keys)
+            ok = (at < len(session_keys)) & (session_keys[np.minimum(at, len(session_keys) - 1)] == keys)
+            centroids[at[ok]] = rows[ok]
+        elif snap.vectors.size:
             np.add.at(centroids, row_session[snap.vector_rows], snap.vectors)
             norms = np.linalg.norm(centroids, axis=1, keepdims=True)
             centroids = np.divide(centroids, norms, out=np.zeros_like(centroids), where=norms > 0)
@@ -217,10 +224,10 @@ class Retriever:
             turn_lists.append(("lexical", np.array([r for r, _ in pairs], np.int64),
                                np.array([sc for _, sc in pairs]), w_lex))
         query_vec = self._embed_query(plan.text) if (cfg.dense or cfg.session_dense) else None
-        if cfg.dense and query_vec is not None and snap.vectors.size:
-            sims = snap.vectors @ query_vec
-            order = top_indexes(sims + 2.0, cfg.candidates, mask[snap.vector_rows])
-            turn_lists.append(("dense", snap.vector_rows[order], sims[order], w_dense))
+        if cfg.dense and query_vec is not None:
+            found = self._dense(tenant, idx, query_vec, cfg.candidates, mask, start, end)
+            if found is not None:
+                turn_lists.append(("dense", *found, w_dense))
         recalled: tuple[NoteIndex, np.ndarray] | None = None
         stale: tuple[np.ndarray, np.ndarray] | None = None
         if cfg.notes_weight or cfg.graph_weight:
@@ -346,6 +353,41 @@ class Retriever:
                     df[term] = df.get(term, 0) + 1
         shared = sorted((t for t, c in df.items() if c >= 2), key=lambda t: (-df[t], t))
         return shared[:n]
+
+    def _dense(self, tenant: Tenant, idx: TenantIndex, query_vec: np.ndarray, limit: int, mask: np.ndarray,
+               start: datetime | None = None, end: datetime | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Nearest turns as (rows, cosines), best first, among rows where ``mask`` holds:
+        from the store's own vector index when it has one (pgvector HNSW), else an exact
+        scan of the snapshot's vectors. None when there is nothing to search."""
+        snap = idx.snap
+        if self.model_id is None:
+            return None
+        found = self.store.dense_turns(tenant, query_vec, self.model_id, limit=limit, start=start, end=end)
+        if found is not None:
+            # The index knows only time bounds; the other filters (hide_future, time
+            # filter mode) apply here, as on the exact path.
+            pairs = [(idx.key_row[k], sim) for k, sim in found if k in idx.key_row and mask[idx.key_row[k]]]
+            return np.array([r for r, _ in pairs], np.int64), np.array([sim for _, sim in pairs], np.float64)
+        if not snap.vectors.size:
+            return None
+        sims = snap.vectors @ query_vec
+        order = top_indexes(sims + 2.0, limit, mask[snap.vector_rows])
+        return snap.vector_rows[order], sims[order]
+
+    def dense_candidates(self, tenant: Tenant, vector: np.ndarray, limit: int) -> list[tuple[str, float]]:
+        """The dense path alone: (episode id, cosine) of the ``limit`` turns nearest to a
+        unit ``vector``, best first, by the same route search takes (the store's vector
+        index, or an exact scan). For benchmarks that compare it with exact search."""
+        idx = self.index(tenant)
+        if idx.snap.size == 0:
+            return []
+        found = self._dense(tenant, idx, np.asarray(vector, np.float32), limit, np.ones(idx.snap.size, bool))
+        if found is None:
+            return []
+        rows, sims = found
+        keys = [int(idx.snap.keys[r]) for r in rows]
+        episodes = self.store.episodes_by_keys(tenant, keys)
+        return [(episodes[k].id, float(sim)) for k, sim in zip(keys, sims) if k in episodes]
 
     def _embed_query(self, text: str) -> np.ndarray | None:
         if self.embedder is None:
