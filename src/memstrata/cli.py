@@ -1022,6 +1022,54 @@ def bench_poison(
         raise typer.Exit(1)
 
 
+@app.command("migrate")
+def migrate_command(
+    source: str = typer.Option(..., "--from", help="Store to copy: sqlite:///PATH, a file path, or postgresql://..."),
+    target: str = typer.Option(..., "--to", help="Empty store to copy into (a missing SQLite file is created)."),
+    batch: int = typer.Option(5000, "--batch", min=1, help="Rows per read and per write transaction."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Copy everything (episodes, embeddings, notes, links, history, summaries, queued note
+    work, API keys) into an empty store, then read both back and compare every table's row
+    count and SHA-256. Exits 0 only when every table matches."""
+    from .migrate import migrate as do_migrate, open_stores
+
+    with _errors():
+        src, dst = open_stores(source, target)
+        try:
+            with _progress() as bar:
+                tasks: dict[tuple[str, str], Any] = {}
+
+                def progress(stage: str, table: str, done: int, total: Optional[int]) -> None:
+                    if (stage, table) not in tasks:
+                        tasks[stage, table] = bar.add_task(f"{stage} {table}", total=total)
+                    bar.update(tasks[stage, table], completed=done, total=total)
+
+                report = do_migrate(src, dst, batch=batch, progress=progress)
+        finally:
+            src.close()
+            dst.close()
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        table = Table("table", "rows", "sha256", "check")
+        for t in report.tables:
+            table.add_row(t.table, str(t.target_rows), t.target_sha256[:16],
+                          "ok" if t.ok else f"MISMATCH: source {t.source_rows} rows {t.source_sha256[:16]}"
+                          + (f"; {t.note}" if t.note else ""))
+        out.print(table)
+        out.print(f"copied {report.rows_copied} rows from {report.source} to {report.target} in "
+                  f"{report.copy_seconds:.2f} s ({report.rows_per_second:.0f} rows/s); verified in "
+                  f"{report.verify_seconds:.2f} s")
+    if not report.ok:
+        err.print(f"error: verification failed: table(s) {', '.join(report.mismatched)} differ between "
+                  f"{report.source} and {report.target}; the target is not a faithful copy (empty it and "
+                  "run migrate again)", markup=False)
+        raise typer.Exit(1)
+    if not as_json:
+        out.print(f"verified: all {len(report.tables)} tables have equal row counts and SHA-256 checksums")
+
+
 def main() -> None:
     app()
 
