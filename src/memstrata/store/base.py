@@ -257,6 +257,11 @@ class Store(Protocol):
 
     def stats(self, tenant: Tenant | None, namespace: str | None = None) -> Stats: ...
 
+    def integrity_check(self) -> str:
+        """``"ok"``, or what is wrong with the store itself (SQLite: PRAGMA integrity_check
+        of the file; PostgreSQL: the database answers and carries this schema)."""
+        ...
+
     def tenants(self, namespace: str | None = None) -> list[Tenant]: ...
 
     # -- semantic memory ---------------------------------------------------------
