@@ -165,19 +165,14 @@ def _require_empty(target: Store) -> None:
 def _copy_table(source: Store, target: Store, table: str, batch: int, notify: Progress) -> int:
     done = 0
     notify("copy", table, 0, None)
-    order = _SelfRefOrder(table)
     try:
         with closing(source.dump_table(table, batch=batch)) as batches:
             for rows in batches:
                 if table == "tenants":
                     rows = _renew_revisions(rows)
-                for ready in order.feed(rows):
-                    target.load_table(table, ready)
-                    done += len(ready)
+                target.load_table(table, rows)
+                done += len(rows)
                 notify("copy", table, done, None)
-        for ready in order.rest():
-            target.load_table(table, ready)
-            done += len(ready)
         notify("copy", table, done, done)
     except Exception as exc:  # a driver error as much as a StoreError: the target is partial either way
         what = str(exc) if isinstance(exc, MemstrataError) else f"{type(exc).__name__}: {exc}"
@@ -187,53 +182,6 @@ def _copy_table(source: Store, target: Store, table: str, batch: int, notify: Pr
             "or drop and recreate the PostgreSQL database) and run migrate again"
         ) from exc
     return done
-
-
-# Tables whose rows point at rows of the same table: (referring column, referred key).
-# A note superseded by a newer note points forward, often into a later batch.
-SELF_REFERENCES: dict[str, tuple[str, str]] = {"notes": ("superseded_by", "key")}
-
-
-class _SelfRefOrder:
-    """Hands a self-referencing table's rows to the target only once the row they point
-    at is there, so a store may check that foreign key on every insert (PostgreSQL does,
-    per statement). Rows are held back only while their target is missing: a chain of
-    supersessions within one batch goes in as a few smaller loads. Keys are kept, so the
-    order of inserts changes nothing stored."""
-
-    def __init__(self, table: str) -> None:
-        ref = SELF_REFERENCES.get(table)
-        cols = TABLES[table]
-        self._at = (cols.index(ref[0]), cols.index(ref[1])) if ref else None
-        self._loaded: set[Any] = set()
-        self._waiting: dict[Any, list[tuple[Any, ...]]] = {}  # missing target -> rows pointing at it
-
-    def feed(self, rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
-        if self._at is None:
-            yield rows
-            return
-        ref, key = self._at
-        ready: list[tuple[Any, ...]] = []
-        for row in rows:
-            if row[ref] is None or row[ref] in self._loaded:
-                ready.append(row)
-            else:
-                self._waiting.setdefault(row[ref], []).append(row)
-        while ready:
-            yield ready
-            self._loaded.update(r[key] for r in ready)
-            released: list[tuple[Any, ...]] = []
-            for row in ready:
-                released.extend(self._waiting.pop(row[key], ()))
-            ready = released
-
-    def rest(self) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows whose target never came (a dangling reference in the source): the target
-        store gets them as they are and decides."""
-        left = [r for rows in self._waiting.values() for r in rows]
-        self._waiting.clear()
-        if left:
-            yield left
 
 
 def _renew_revisions(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

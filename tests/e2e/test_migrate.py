@@ -310,25 +310,3 @@ def test_cli_end_to_end(source: dict[str, Any], tmp_path: Path) -> None:
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
-def test_self_references_reach_the_target_after_what_they_point_at() -> None:
-    from memstrata.migrate import _SelfRefOrder
-
-    cols = TABLES["notes"]
-    key, ref = cols.index("key"), cols.index("superseded_by")
-
-    def note(k: int, by: int | None) -> tuple[Any, ...]:
-        row = [None] * len(cols)
-        row[key], row[ref] = k, by
-        return tuple(row)
-
-    # 1 -> 5 -> 6 across batches, 2 -> 3 -> 4 inside one batch, 7 points backwards to 2
-    batches = [[note(1, 5), note(2, 3), note(3, 4)], [note(4, None), note(5, 6), note(6, None)], [note(7, 2)]]
-    order = _SelfRefOrder("notes")
-    loads = [ready for rows in batches for ready in order.feed(rows)] + list(order.rest())
-    seen: set[int] = set()
-    for ready in loads:
-        assert all(r[ref] is None or r[ref] in seen for r in ready), (ready, seen)
-        seen.update(r[key] for r in ready)
-    assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7] and sum(map(len, loads)) == 7
-    dangling = _SelfRefOrder("notes")
-    assert list(dangling.feed([note(1, 99)])) == [] and list(dangling.rest()) == [[note(1, 99)]]
