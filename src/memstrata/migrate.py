@@ -26,6 +26,7 @@ which table and what to do (empty the target, then run migrate again).
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -95,10 +96,14 @@ def redact(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.password is None:
+    if parts.password is None and "password=" not in parts.query:
         return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if "password=" in parts.query:  # libpq also takes it as a parameter
+        parts = parts._replace(query=re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query))
+    return urlunsplit(parts)
 
 
 def open_stores(source: str, target: str) -> tuple[Store, Store]:

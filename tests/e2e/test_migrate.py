@@ -17,7 +17,7 @@ import pytest
 from memstrata import Memory, MemoryConfig, StoreError
 from memstrata.config import EmbedConfig, NotesConfig
 from memstrata.errors import InvalidInputError
-from memstrata.migrate import encode_row, migrate, open_stores, verify
+from memstrata.migrate import encode_row, migrate, open_stores, redact, verify
 from memstrata.server.auth import KeyRing
 from memstrata.store import SQLiteStore, Tenant
 from memstrata.store.base import TABLES
@@ -309,4 +309,11 @@ def test_cli_end_to_end(source: dict[str, Any], tmp_path: Path) -> None:
     missing = _cli("--from", str(tmp_path / "nope.db"), "--to", str(tmp_path / "x.db"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
+
+
+def test_reports_never_carry_a_password() -> None:
+    assert redact("postgresql://me:s3cret@db.example:5432/mem") == "postgresql://me:***@db.example:5432/mem"
+    assert redact("postgresql://me@db/mem?sslmode=require&password=s3cret") == \
+        "postgresql://me@db/mem?sslmode=require&password=***"
+    assert redact("sqlite:////srv/memory.db") == "sqlite:////srv/memory.db"
 
