@@ -1,6 +1,7 @@
 """The lexical cost budget of the SQLite store (store/sqlite_lexical.py): a query whose
-terms' postings exceed the budget drops its most common terms, never its rarest, and a
-store under the budget answers exactly as without one."""
+terms' postings exceed the budget drops its most common terms, never its rarest; a
+store under the budget answers exactly as without one; a big tenant is filtered by a
+join instead of the scope token, with the same rows and scores."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from memstrata.store import EpisodeDraft, SQLiteStore, Tenant
-from memstrata.store.sqlite_lexical import tokens
+from memstrata.store.sqlite import scope_token
+from memstrata.store.sqlite_lexical import DfCache, plan, tokens
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 A = Tenant("ns", "a")
+B = Tenant("ns", "b")
 
 
-def _fill(store: SQLiteStore) -> None:
-    drafts = [EpisodeDraft(id=f"e{i}", session_id=f"s{i // 10}", role="user",
+def _fill(store: SQLiteStore, tenant: Tenant = A, n: int = 200) -> None:
+    drafts = [EpisodeDraft(id=f"{tenant.user_id}{i}", session_id=f"s{i // 10}", role="user",
                            content=f"weather talk number {i}" + (" zeppelin" if i % 50 == 0 else ""),
-                           event_time=T0 + timedelta(minutes=i), ingest_time=T0) for i in range(200)]
-    store.add_episodes(A, drafts)
+                           event_time=T0 + timedelta(minutes=i), ingest_time=T0) for i in range(n)]
+    store.add_episodes(tenant, drafts)
 
 
 def test_over_budget_the_common_term_is_dropped_and_the_rare_one_kept(tmp_path: Path) -> None:
@@ -38,6 +41,26 @@ def test_over_budget_the_common_term_is_dropped_and_the_rare_one_kept(tmp_path: 
     assert len(tight.lexical_sessions(A, both, limit=500)) == 20
     for s in (tight, loose):
         s.close()
+
+
+def test_a_big_tenant_is_filtered_by_join_with_the_same_rows_and_scores(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "m.db", lexical_budget=60)
+    _fill(store, A, 400)
+    _fill(store, B, 5)
+    with store._read() as c:
+        kept, scoped = plan(c, "episodes_fts", ["zeppelin", "number"], 60, scope_token(A), DfCache())
+        assert kept == ["zeppelin"] and scoped is False               # 400 rows of A > 9 postings
+        kept, scoped = plan(c, "episodes_fts", ["zeppelin", "number"], 60, scope_token(B), DfCache())
+        assert kept == ["zeppelin"] and scoped is True                # 5 rows of B < 9 postings
+    by_join = store.lexical_turns(A, ["zeppelin", "number"], limit=50)
+    assert len(by_join) == 8 and all(k <= 400 for k, _ in by_join)    # A's rows only (B's keys come after)
+    scoped_store = SQLiteStore(tmp_path / "m.db", lexical_budget=0)   # budget off: always scoped, all terms
+    exact = dict(scoped_store.lexical_turns(A, ["zeppelin"], limit=50))
+    assert {k: round(v, 9) for k, v in by_join} == {k: round(v, 9) for k, v in exact.items()}
+    assert {k for k, _ in store.lexical_turns(B, ["zeppelin", "number"], limit=50)} == \
+        {k for k, _ in scoped_store.lexical_turns(B, ["zeppelin"], limit=50)}
+    store.close()
+    scoped_store.close()
 
 
 def test_tokens_follow_the_index_tokenizer() -> None:

@@ -35,9 +35,8 @@ from ..model import Episode, SessionInfo, Stats
 from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
 from .migrations import LATEST, MIGRATIONS
-from .sqlite_copy import CopyMixin
 from .sqlite_keys import KeysMixin
-from .sqlite_lexical import DEFAULT_BUDGET, affordable, create_vocabs
+from .sqlite_lexical import DEFAULT_BUDGET, DfCache, create_vocabs, plan
 from .sqlite_notes import NotesMixin
 
 _EP_COLS = (
@@ -60,7 +59,7 @@ def scope_token(tenant: Tenant) -> str:
 log = logging.getLogger("memstrata.store")
 
 
-class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
+class SQLiteStore(NotesMixin, KeysMixin):
     """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0,
@@ -68,6 +67,7 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
                  lexical_budget: int = DEFAULT_BUDGET) -> None:
         self.path = str(path)
         self.lexical_budget = lexical_budget  # see sqlite_lexical.py
+        self._df = DfCache()
         self._session_roles = tuple(session_key_roles)
         self.url = f"sqlite:///{self.path}"
         if self.path != ":memory:":
@@ -482,7 +482,8 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
         start: datetime | None = None, end: datetime | None = None,
     ) -> list[tuple[int, float]]:
         with self._read() as c:
-            match = _match_expr(tenant, affordable(c, "episodes_fts", terms, self.lexical_budget), "content")
+            kept, scoped = plan(c, "episodes_fts", terms, self.lexical_budget, scope_token(tenant), self._df)
+        match = _match_expr(tenant, kept, "content", scoped=scoped)
         if match is None:
             return []
         where, args = "", []
@@ -504,7 +505,8 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
 
     def lexical_sessions(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
         with self._read() as c:
-            match = _match_expr(tenant, affordable(c, "sessions_fts", terms, self.lexical_budget), "doc")
+            kept, scoped = plan(c, "sessions_fts", terms, self.lexical_budget, scope_token(tenant), self._df)
+        match = _match_expr(tenant, kept, "doc", scoped=scoped)
         if match is None:
             return []
         with self._read() as c:
@@ -669,12 +671,15 @@ def _episode(row: Sequence[Any]) -> Episode:
     )
 
 
-def _match_expr(tenant: Tenant, terms: Sequence[str], column: str) -> str | None:
+def _match_expr(tenant: Tenant, terms: Sequence[str], column: str, *, scoped: bool = True) -> str | None:
     """FTS5 query: the tenant's scope token AND any of the terms (each quoted, so no
-    user text is ever parsed as FTS5 syntax)."""
+    user text is ever parsed as FTS5 syntax). ``scoped=False`` leaves the scope out:
+    the caller must then filter the tenant itself (a join on the content table)."""
     quoted = [f'"{t.replace(chr(34), chr(34) * 2)}"' for t in terms if t.strip()]
     if not quoted:
         return None
+    if not scoped:
+        return f'{column} : ({" OR ".join(quoted)})'
     return f'scope : "{scope_token(tenant)}" AND {column} : ({" OR ".join(quoted)})'
 
 

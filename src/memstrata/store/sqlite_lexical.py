@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from .migrations import _TOKENIZE
 
-DEFAULT_BUDGET = 30_000  # postings one lexical query may walk (~5 ms on this machine)
+DEFAULT_BUDGET = 10_000  # postings one lexical query may score (~2.5 us each here: ~25 ms at most)
 
 VOCABS = {"episodes_fts": "episodes_fts_v", "sessions_fts": "sessions_fts_v", "notes_fts": "notes_fts_v"}
 _CONTENT = {"episodes_fts": "episodes", "sessions_fts": "sessions", "notes_fts": "notes"}
@@ -54,26 +54,56 @@ def tokens(term: str) -> tuple[str, ...]:
     return tuple(r[0] for r in rows)
 
 
-def affordable(c: sqlite3.Connection, table: str, terms: Sequence[str], budget: int) -> list[str]:
-    """``terms`` (in their order) minus the most common ones, so that the postings left
-    sum to at most ``budget``; the rarest term always stays."""
-    if len(terms) < 2 or budget <= 0:
-        return list(terms)
+class DfCache:
+    """Document frequencies per (table, token), read from fts5vocab (~0.7 ms a lookup)
+    and kept until the table has grown by a tenth: a cost estimate need not be exact."""
+
+    def __init__(self) -> None:
+        self._df: dict[tuple[str, str], int] = {}
+        self._size: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, c: sqlite3.Connection, table: str, toks: Sequence[str], size: int) -> dict[str, int]:
+        with self._lock:
+            if size > self._size.get(table, 0) * 1.1 or size < self._size.get(table, 0) * 0.9:
+                self._df = {k: v for k, v in self._df.items() if k[0] != table}
+                self._size[table] = size
+            if len(self._df) > 200_000:
+                self._df.clear()
+            missing = [t for t in toks if (table, t) not in self._df]
+        found = {t: 0 for t in missing}
+        for tok in missing:
+            row = c.execute(f"SELECT doc FROM temp.{VOCABS[table]} WHERE term = ?", (tok,)).fetchone()
+            found[tok] = int(row[0]) if row else 0
+        with self._lock:
+            self._df.update({(table, t): n for t, n in found.items()})
+            return {t: self._df.get((table, t), found.get(t, 0)) for t in toks}
+
+
+def plan(c: sqlite3.Connection, table: str, terms: Sequence[str], budget: int, scope: str,
+         cache: DfCache) -> tuple[list[str], bool]:
+    """The terms to search (``terms`` in order, minus the most common ones so that the
+    postings left sum to at most ``budget``; the rarest term always stays), and whether
+    to AND the tenant's scope token in the MATCH (True) or filter the tenant by a join.
+
+    The scope token narrows the rows FTS5 scores, but bm25() first counts the documents
+    of every phrase, the scope's too: a walk over all of a big tenant's rows (20-35 ms
+    at 500k turns). When the tenant has more rows than the kept terms have postings,
+    scoring those postings and dropping other tenants' rows by the join is cheaper.
+    Both give the same rows and scores (the scope column has weight 0 in bm25)."""
+    terms = list(terms)
+    if not terms or budget <= 0:
+        return terms, True
     # No term can match more rows than the table has ever had (keys only grow): a small
     # store never pays for the vocabulary lookups.
-    top = c.execute(f"SELECT max(key) FROM {_CONTENT[table]}").fetchone()[0] or 0
-    if top * len(terms) <= budget:
-        return list(terms)
+    size = c.execute(f"SELECT max(key) FROM {_CONTENT[table]}").fetchone()[0] or 0
+    if size * len(terms) <= budget:
+        return terms, True
     toks = {t: tokens(t) for t in terms}
-    wanted = sorted({tok for ts in toks.values() for tok in ts})
-    if not wanted:
-        return list(terms)
-    df = dict(c.execute(f"SELECT term, doc FROM temp.{VOCABS[table]} WHERE term IN "
-                        f"({','.join('?' * len(wanted))})", wanted).fetchall())
+    scope = "".join(tokens(scope))  # as indexed (the stemmer may trim it)
+    df = cache.get(c, table, sorted({tok for ts in toks.values() for tok in ts} | {scope}), size)
     # A phrase (a term FTS5 splits into several tokens) walks each token's list.
     cost = {t: sum(df.get(tok, 0) for tok in ts) for t, ts in toks.items()}
-    if sum(cost.values()) <= budget:
-        return list(terms)
     keep: set[str] = set()
     spent = 0
     for t in sorted(terms, key=lambda t: (cost[t], t)):
@@ -81,4 +111,4 @@ def affordable(c: sqlite3.Connection, table: str, terms: Sequence[str], budget: 
             break
         keep.add(t)
         spent += cost[t]
-    return [t for t in terms if t in keep]
+    return [t for t in terms if t in keep], df.get(scope, 0) <= spent

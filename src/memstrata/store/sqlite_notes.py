@@ -342,10 +342,12 @@ class NotesMixin:
 
     def lexical_notes(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
         from .sqlite import _match_expr  # noqa: PLC0415
-        from .sqlite_lexical import affordable  # noqa: PLC0415
+        from .sqlite import scope_token  # noqa: PLC0415
+        from .sqlite_lexical import plan  # noqa: PLC0415
 
-        with self._read() as c:
-            expr = _match_expr(tenant, affordable(c, "notes_fts", terms, self.lexical_budget), "{content keywords}")
+        with self._read() as c:  # always scoped: this query has no join to filter the tenant
+            kept, _ = plan(c, "notes_fts", terms, self.lexical_budget, scope_token(tenant), self._df)
+        expr = _match_expr(tenant, kept, "{content keywords}")
         if expr is None:
             return []
         with self._read() as c:
