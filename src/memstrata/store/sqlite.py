@@ -35,6 +35,7 @@ from ..model import Episode, SessionInfo, Stats
 from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
 from .migrations import LATEST, MIGRATIONS
+from .sqlite_copy import CopyMixin
 from .sqlite_keys import KeysMixin
 from .sqlite_lexical import DEFAULT_BUDGET, DfCache, create_vocabs, plan
 from .sqlite_notes import NotesMixin
@@ -59,7 +60,7 @@ def scope_token(tenant: Tenant) -> str:
 log = logging.getLogger("memstrata.store")
 
 
-class SQLiteStore(NotesMixin, KeysMixin):
+class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
     """A ``Store`` in one SQLite file (``:memory:`` works for throwaway use)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 30.0,
