@@ -45,3 +45,23 @@ CONVERSATION = [
     {"role": "user", "content": "I moved to Lisbon last spring for a job at a bakery."},
     {"role": "assistant", "content": "Lisbon has wonderful pastry shops."},
 ]
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database (tests/pg.py); dropped afterwards."""
+    from tests.pg import server
+
+    srv = server()
+    url = srv.fresh_database()
+    yield url
+    srv.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store location for each backend: a SQLite file path, or a fresh PostgreSQL URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "memory.db")
+    else:
+        yield request.getfixturevalue("pg_url")

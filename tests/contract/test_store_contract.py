@@ -1,6 +1,8 @@
 """The Store contract: every backend must pass these (one fixture, parametrized).
 
-Only SQLite exists today; a new backend is added to STORES and must pass unchanged."""
+SQLite runs on a file per test; PostgreSQL on a fresh database per test of a real server
+the suite starts itself (tests/pg.py). A new backend is added to STORES and must pass
+unchanged."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from memstrata.errors import StoreError
-from memstrata.store import EpisodeDraft, SQLiteStore, Store, Tenant
+from memstrata.store import EpisodeDraft, SQLiteStore, Store, Tenant, open_store
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -20,13 +22,15 @@ A = Tenant("ns", "alice")
 B = Tenant("ns", "bob")
 A_OTHER_NS = Tenant("other", "alice")
 
-STORES = ["sqlite"]
+STORES = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         s: Store = SQLiteStore(tmp_path / "contract.db")
+    else:
+        s = open_store(request.getfixturevalue("pg_url"))
     yield s
     s.close()
 
@@ -37,6 +41,15 @@ def draft(content: str, *, session: str = "s1", minutes: int = 0, role: str = "u
 
     return EpisodeDraft(id=id or uuid.uuid4().hex, session_id=session, role=role, content=content,
                         event_time=T0 + timedelta(minutes=minutes), ingest_time=T0, position=position)
+
+
+def turn_vectors(store: Store, tenant: Tenant, model_id: str, dims: int) -> np.ndarray:
+    """The tenant's turn vectors of ``model_id`` in (session, position) order: from the
+    snapshot for a store without a vector index, else from export_rows (a store that
+    searches in place leaves them out of the snapshot)."""
+    if store.dense_turns(tenant, np.ones(dims, np.float32) / np.sqrt(dims), model_id, limit=1) is None:
+        return store.snapshot(tenant, model_id).vectors.reshape(-1, dims)
+    return np.array([v for _, v, m in store.export_rows(tenant) if m == model_id], np.float32).reshape(-1, dims)
 
 
 def test_add_then_get_round_trips_every_field(store: Store) -> None:
@@ -107,7 +120,7 @@ def test_delete_removes_from_every_index(store: Store) -> None:
     assert store.lexical_turns(A, ["apple"], limit=10) == []
     assert [k for k, _ in store.lexical_sessions(A, ["apple"], limit=10)] == []
     snap = store.snapshot(A, "m1")
-    assert snap.size == 1 and snap.vectors.shape == (1, 8)
+    assert snap.size == 1 and turn_vectors(store, A, "m1", 8).shape == (1, 8)
     assert store.stats(A).embedded_episodes == 1
 
 
@@ -124,12 +137,19 @@ def test_vectors_round_trip_as_float16(store: Store) -> None:
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(3, 16)).astype(np.float32)
     vecs[1] = np.nan  # no vector for this one
-    store.add_episodes(A, [draft("a"), draft("b"), draft("c")], vecs, "model-x")
+    eps = store.add_episodes(A, [draft("a"), draft("b"), draft("c")], vecs, "model-x")
+    got = turn_vectors(store, A, "model-x", 16)
+    assert got.shape == (2, 16)
+    np.testing.assert_allclose(got, vecs[[0, 2]], rtol=1e-3, atol=1e-3)
+    assert turn_vectors(store, A, "another-model", 16).shape[0] == 0
+    exported = {e.id: (v, m) for e, v, m in store.export_rows(A)}
+    assert exported[eps[1].id] == (None, None)
+    assert exported[eps[0].id][1] == "model-x"
+    assert np.array_equal(exported[eps[0].id][0], vecs[0].astype(np.float16))  # float16, bit for bit
     snap = store.snapshot(A, "model-x")
-    assert snap.vectors.shape == (2, 16)
-    assert list(snap.vector_rows) == [0, 2]
-    np.testing.assert_allclose(snap.vectors, vecs[[0, 2]], rtol=1e-3, atol=1e-3)
-    assert store.snapshot(A, "another-model").vectors.shape[0] == 0
+    if store.dense_turns(A, vecs[0], "model-x", limit=1) is None:  # the retriever scans the snapshot
+        assert list(snap.vector_rows) == [0, 2]
+        np.testing.assert_allclose(snap.vectors, vecs[[0, 2]], rtol=1e-3, atol=1e-3)
 
 
 def test_lexical_time_bounds_and_ranking(store: Store) -> None:
@@ -291,3 +311,223 @@ def test_pending_span_counts_one_adds_unprocessed_turns(store: Store) -> None:
     keys = [k for k, _ in store.pending_episodes(A, limit=10)]
     store.mark_pending_failed(A, keys[:1], "boom")
     assert store.pending_span(A, "s1", 0, 2) == (3, 1)
+
+
+# -- what a store with its own vector index adds (dense_turns, session centroids) --------
+def _unit(rng: np.random.Generator, n: int, dims: int) -> np.ndarray:
+    v = rng.normal(size=(n, dims)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _dense(store: Store, tenant: Tenant, q: np.ndarray, model: str, k: int,
+           start: datetime | None = None, end: datetime | None = None) -> list[int]:
+    """The store's nearest turns, or (a store without an index) the exact scan of its
+    snapshot that the retriever runs: either way the tenant's k best episode keys."""
+    hits = store.dense_turns(tenant, q, model, limit=k, start=start, end=end)
+    if hits is not None:
+        assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+        return [key for key, _ in hits]
+    snap = store.snapshot(tenant, model)
+    rows = snap.vector_rows
+    if start is not None:
+        rows = rows[snap.times[rows] >= int((start - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6)]
+    if end is not None:
+        rows = rows[snap.times[rows] < int((end - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6)]
+    vecs = np.zeros((0, q.shape[0]), np.float32) if not snap.vectors.size else \
+        snap.vectors[np.searchsorted(snap.vector_rows, rows)]
+    order = np.argsort(-(vecs @ q), kind="stable")[:k]
+    return [int(snap.keys[rows[i]]) for i in order]
+
+
+def _exact(keys: list[int], vecs: np.ndarray, q: np.ndarray, k: int) -> list[int]:
+    scores = vecs.astype(np.float16).astype(np.float32) @ q
+    return [keys[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def test_dense_turns_return_k_for_a_small_tenant_among_many_and_for_a_big_one(store: Store) -> None:
+    """A 1% tenant among 6k vectors gets its exact k neighbours; a big tenant's answers
+    (through HNSW in PostgreSQL) agree with the exact scan; a time window still yields k.
+    Then, forced through the index, the 1% tenant still gets k (a filtered HNSW scan
+    without ``hnsw.iterative_scan`` returned none: shared/notes/ecosystem.md)."""
+    if isinstance(store, PostgresStore):
+        store.exact_below = 1_000  # the big tenant goes through HNSW, the small one is scanned
+    rng = np.random.default_rng(7)
+    dims, k = 24, 10
+    small, big = Tenant("ns", "small"), Tenant("ns", "big")
+    vecs: dict[Tenant, list[np.ndarray]] = {small: [], big: []}
+    for batch in range(6):  # 60 small-tenant turns spread through 5,940 big-tenant turns
+        for tenant, n in ((big, 990), (small, 10)):
+            v = _unit(rng, n, dims)
+            store.add_episodes(tenant, [draft(f"t{batch}-{i}", minutes=batch * 1000 + i, session=f"s{batch}")
+                                        for i in range(n)], v, "m")
+            vecs[tenant].append(v)
+    # episode keys in insertion order (= sessions s0..s5, then position)
+    keys = {t: [int(key) for key in store.snapshot(t, "m").keys] for t in (small, big)}
+    recall = []
+    for q in _unit(rng, 8, dims):
+        got_small = _dense(store, small, q, "m", k)
+        assert got_small == _exact(keys[small], np.vstack(vecs[small]), q, k)
+        got_big = _dense(store, big, q, "m", k)
+        assert len(got_big) == k and set(got_big) <= set(keys[big])
+        recall.append(len(set(got_big) & set(_exact(keys[big], np.vstack(vecs[big]), q, k))) / k)
+    assert np.mean(recall) >= 0.9, recall
+    start, end = T0 + timedelta(minutes=2000), T0 + timedelta(minutes=2200)
+    got = _dense(store, big, _unit(rng, 1, dims)[0], "m", k, start=start, end=end)
+    assert len(got) == k
+    assert all(start <= e.event_time < end for e in store.episodes_by_keys(big, got).values())
+    assert _dense(store, Tenant("ns", "nobody"), _unit(rng, 1, dims)[0], "m", k) == []
+    if isinstance(store, PostgresStore):
+        assert store.dense_counts["hnsw"] == 8 and store.dense_counts["short"] == 0
+        store.exact_below = 20
+        for q in _unit(rng, 5, dims):
+            assert len(store.dense_turns(small, q, "m", limit=k) or []) == k
+        assert store.dense_counts["hnsw"] == 13 and store.dense_counts["short"] == 0
+
+
+def test_session_centroids_agree_between_stores(store: Store) -> None:
+    rng = np.random.default_rng(11)
+    dims = 12
+    vecs = _unit(rng, 7, dims)
+    vecs[3] = np.nan  # a turn without a vector does not count
+    store.add_episodes(A, [draft(f"a{i}", session="s1" if i < 4 else "s2") for i in range(7)], vecs, "m")
+    store.add_episodes(A, [draft("no vectors at all", session="s3")])
+    snap = store.snapshot(A, "m")
+    if snap.session_vectors is not None:
+        skeys, cents = snap.session_vectors
+    else:
+        from memstrata.retrieve.search import TenantIndex
+
+        idx = TenantIndex.build(snap)
+        nonzero = np.linalg.norm(idx.centroids, axis=1) > 0
+        skeys, cents = idx.session_keys[nonzero], idx.centroids[nonzero]
+    half = vecs.astype(np.float16).astype(np.float32)
+    want = [half[:3].sum(0), half[4:].sum(0)]
+    want = np.array([w / np.linalg.norm(w) for w in want])
+    by_id = {sid: key for key, sid in snap.session_ids.items()}
+    assert list(skeys) == [by_id["s1"], by_id["s2"]]
+    np.testing.assert_allclose(cents, want, atol=2e-3)
+
+
+def test_dump_and_load_round_trip_every_table(store: Store, tmp_path: Path) -> None:
+    from memstrata.model import ApiKey
+    from memstrata.store.base import TABLES
+
+    rng = np.random.default_rng(5)
+    store.put_api_key(ApiKey(key_id="k1", namespace="ns", user_id="alice", admin=False, label="x", created_at=T0),
+                      "h")
+    keys = _queue(store, A, "I live in Lisbon", "I moved to Berlin")
+    store.add_episodes(B, [draft("vectors here", session="v")], _unit(rng, 1, 8), "m")
+    store.apply_notes(A, NoteWrite(new=[NewNote(id="old", content="Lisbon", source_keys=(keys[0],), norm="l",
+                                                vector=_unit(rng, 1, 8)[0]),
+                                        NewNote(id="new", content="Berlin", source_keys=(keys[1],), norm="b")],
+                                   done=keys[:1], model_id="m"))
+    store.apply_notes(A, NoteWrite(updates=[("old", {"status": "superseded", "superseded_by": "new"})],
+                                   links=[("new", "old", "updates", "moved")], history=[("old", "superseded", {})]))
+    store.put_summaries(A, [(None, "Alice moved", 2)])
+    if isinstance(store, PostgresStore):
+        from tests.pg import server
+
+        copy: Store = PostgresStore(server().fresh_database())
+    else:
+        copy = SQLiteStore(tmp_path / "copy.db")
+    try:
+        dumped = {t: [r for b in store.dump_table(t, batch=2) for r in b] for t in TABLES}
+        assert all(dumped[t] for t in TABLES), [t for t in TABLES if not dumped[t]]
+        for table in TABLES:
+            for i in range(0, len(dumped[table]), 2):  # in batches, as migrate does
+                copy.load_table(table, dumped[table][i:i + 2])
+        again = {t: [r for b in copy.dump_table(t) for r in b] for t in TABLES}
+        assert again == dumped
+        vec_row = dumped["embeddings"][0]
+        assert isinstance(vec_row[2], bytes) and len(vec_row[2]) == 16  # 8 float16, little-endian
+        assert [k for k, _ in copy.lexical_turns(A, ["berlin"], limit=5)] == \
+            [k for k, _ in store.lexical_turns(A, ["berlin"], limit=5)]
+        assert copy.get_notes(A, ["old"])[0].superseded_by == "new"
+        q = np.frombuffer(vec_row[2], "<f2").astype(np.float32)
+        assert _dense(copy, B, q, "m", 1) == _dense(store, B, q, "m", 1)
+        new = copy.add_episodes(A, [draft("after the copy")])  # keys continue past the loaded ones
+        assert copy.get_episode(A, new[0].id) is not None
+        with pytest.raises(StoreError):
+            copy.load_table("api_keys", dumped["api_keys"])  # a load never merges
+    finally:
+        copy.close()
+
+
+def test_hostile_lexical_terms_never_raise(store: Store) -> None:
+    store.add_episodes(A, [draft("foo bar baz and the quick fox")])
+    store.apply_notes(A, NoteWrite(new=[NewNote(id="n", content="foo note", source_keys=(
+        int(store.snapshot(A, None).keys[0]),), norm="f")]))
+    hostile = ["foo:*", "a & b", "'", "''", '"', "\\", "\\\\", "!", "!foo", "<->", "<2>", "a <-> b", "(", ")",
+               "foo | bar", "&&", "||", ":", "*", "the", "and", "", " ", "\x01", "é'ü", "foo'bar", "-", "a:b",
+               "%s", "%(x)s", "$1", "'; DROP TABLE episodes; --"]
+    for t in hostile:
+        store.lexical_turns(A, [t], limit=5)
+        store.lexical_sessions(A, [t], limit=5)
+        store.lexical_notes(A, [t], limit=5)
+    store.lexical_turns(A, hostile, limit=5)
+    assert len(store.lexical_turns(A, ["foo:*", "!"], limit=5)) == 1  # the word in it still matches
+    assert len(store.lexical_notes(A, ["foo"], limit=5)) == 1
+
+
+def test_concurrent_appends_get_unique_positions_and_revisions(store: Store) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    revisions: list[int] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                store.add_episodes(A, [draft(f"w{n} turn {i}"), draft(f"w{n} turn {i}b")])
+                revisions.append(store.revision(A))
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    eps = store.list_episodes(A, session_id="s1", limit=1000)
+    assert sorted(e.position for e in eps) == list(range(120))
+    for n in range(6):  # each call's two turns are adjacent: one add is one transaction
+        mine = {e.content: e.position for e in eps if e.content.startswith(f"w{n} ")}
+        assert all(mine[f"w{n} turn {i}b"] == mine[f"w{n} turn {i}"] + 1 for i in range(10))
+    assert store.list_sessions(A)[0].n_episodes == 120
+
+
+# -- PostgreSQL: the server's equivalents of the SQLite-file tests above ------------------
+from memstrata.store.postgres import PostgresStore  # noqa: E402
+
+
+def test_postgres_reopening_keeps_data_and_schema(pg_url: str) -> None:
+    s = open_store(pg_url)
+    assert isinstance(s, PostgresStore)
+    s.add_episodes(A, [draft("persisted")])
+    version = s.schema_version
+    s.close()
+    s2 = open_store(pg_url.replace("postgresql://", "postgres://", 1))
+    assert s2.schema_version == version >= 1
+    assert [e.content for e in s2.list_episodes(A)] == ["persisted"]
+    assert s2.integrity_check() == "ok"
+    s2.close()
+
+
+def test_postgres_newer_schema_is_refused(pg_url: str) -> None:
+    import psycopg
+
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute("UPDATE schema_version SET version = 999")
+    with pytest.raises(StoreError, match="newer"):
+        PostgresStore(pg_url)
+
+
+def test_postgres_unreachable_or_unknown_database_is_a_clear_error(pg_url: str) -> None:
+    with pytest.raises(StoreError, match="cannot open store") as err:
+        open_store("postgresql://someone:s3cret@127.0.0.1:1/memory")
+    assert "s3cret" not in str(err.value) and "127.0.0.1" in str(err.value)
+    missing = pg_url.replace("/t", "/nosuchdb_t", 1)
+    with pytest.raises(StoreError, match="nosuchdb"):
+        open_store(missing)

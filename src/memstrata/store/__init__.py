@@ -10,13 +10,23 @@ from .sqlite import SQLiteStore
 
 
 def open_store(url_or_path: str | Path) -> Store:
-    """Open a store from a path or URL: ``sqlite:///path``, a plain path, or ``:memory:``."""
+    """Open a store from a path or URL: ``sqlite:///path``, a plain path, ``:memory:``, or
+    ``postgresql://user:password@host/db`` (PostgreSQL with pgvector; the 'postgres' extra)."""
     text = str(url_or_path)
+    if text.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore  # noqa: PLC0415  (psycopg is an optional extra)
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] not in ("psycopg", "psycopg_pool"):
+                raise
+            raise ConfigError(f"store URL {text.split('://', 1)[0]}://... needs psycopg: "
+                              "pip install 'memstrata[postgres]'") from exc
+        return PostgresStore(text)
     if text.startswith("sqlite:///"):
         return SQLiteStore(text[len("sqlite:///"):] or ":memory:")
     if "://" in text:
         scheme = text.split("://", 1)[0]
-        raise ConfigError(f"unsupported store URL scheme {scheme!r}; use a file path or sqlite:///path")
+        raise ConfigError(f"unsupported store URL scheme {scheme!r}; use a file path, sqlite:///path or postgresql://...")
     return SQLiteStore(text)
 
 

@@ -1,0 +1,624 @@
+"""PostgreSQL store: psycopg 3 with a connection pool, pgvector HNSW, tsvector full text.
+
+Choices and why (the schema and its reasons are in ``postgres_schema``):
+- Every write is one transaction that first locks the tenant's row in ``tenants``
+  (``SELECT ... FOR UPDATE``): writers of one tenant, in any process, queue there, so
+  session positions and revisions never collide, and every write takes its locks in the
+  same order (tenant first), so two writers cannot deadlock.
+- Revisions start at the wall clock in microseconds and go up by one per write, as in
+  SQLite: a revision a cache holds is never repeated after an erase.
+- Dense search runs in the database (``dense_turns``): a tenant with fewer than
+  ``exact_below`` matching vectors is scanned exactly (an ORDER BY that the HNSW index
+  cannot serve); a bigger one goes through the HNSW index of its dimension with
+  ``hnsw.iterative_scan=relaxed_order``, so the tenant filter still yields ``limit``
+  rows (without it a 1% tenant got 0 rows), re-sorted outside. Should the index still
+  come back short, the exact scan answers.
+- ``snapshot`` leaves turn vectors in the database and gives session centroids instead.
+- Deletes leave dead tuples to autovacuum; ``erase_tenant`` runs VACUUM on the tables it
+  touched. VACUUM makes the space reusable; it does not overwrite it (see erase_tenant).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import ConflictError, StoreError
+from ..model import Episode, SessionInfo, Stats
+from ..timeutil import from_micros, to_micros
+from .base import EpisodeDraft, Snapshot, Tenant
+from .postgres_copy import PgCopyMixin
+from .postgres_notes import PgKeysMixin, PgNotesMixin
+from .postgres_schema import LATEST, MIGRATION_LOCK, MIGRATIONS
+from .sqlite import SESSION_KEY_ROLES, scope_token
+
+log = logging.getLogger("memstrata.store")
+
+_EP_COLS = (
+    "e.key, e.id, e.namespace, e.user_id, e.agent_id, s.session_id, e.position, e.role, "
+    "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata, e.written_by"
+)
+_EP_JOIN = "FROM episodes e JOIN sessions s ON s.key = e.session_key"
+# pgvector indexes halfvec up to 4,000 dimensions; longer vectors are only scanned exactly.
+_HNSW_MAX_DIMS = 4000
+# Tables an erase deletes from (VACUUMed after it).
+_TENANT_TABLES = ("embeddings", "note_vectors", "note_sources", "links", "notes", "note_history", "summaries",
+                  "pending", "episodes", "sessions", "tenants")
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    url = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+def vec_literal(row: np.ndarray) -> str:
+    """pgvector's text form; float16 values print exactly as float32/float64."""
+    return "[" + ",".join(map(repr, np.asarray(row, np.float16).astype(np.float32).tolist())) + "]"
+
+
+def halfvec_bytes(sent: bytes) -> bytes:
+    """halfvec_send output (int16 dims, int16 unused, big-endian float16) -> little-endian float16."""
+    return np.frombuffer(sent, dtype=">f2", offset=4).astype("<f2").tobytes()
+
+
+class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
+    """A ``Store`` in a PostgreSQL database with pgvector (``postgresql://...``)."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0,
+                 exact_below: int = 20_000, session_key_roles: tuple[str, ...] = SESSION_KEY_ROLES) -> None:
+        self.url = url
+        self._shown = redact(url)
+        self._session_roles = list(session_key_roles)
+        self._timeout_s = timeout_s
+        self.exact_below = int(exact_below)
+        self._hnsw_dims: set[int] = set()
+        # How dense_turns answered: "exact" scans, "hnsw" index scans, "short" index scans
+        # that came back with fewer than asked and were answered exactly instead.
+        self.dense_counts: Counter[str] = Counter()
+        self._hnsw_lock = threading.Lock()
+        try:
+            first = psycopg.connect(url, connect_timeout=max(1, int(timeout_s)))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open store {self._shown}: {_first_line(exc)}") from exc
+        try:
+            with self._translate("open"):
+                self._migrate(first)
+        finally:
+            first.close()
+        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout_s,
+                                    open=False, name="memstrata")
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except PoolTimeout as exc:
+            raise StoreError(f"cannot open store {self._shown}: no connection within {timeout_s} s") from exc
+
+    # -- set-up ------------------------------------------------------------------
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            # Processes opening a fresh database at once queue here; each step runs once.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = int(row[0]) if row and row[0] is not None else 0
+            if version > LATEST:
+                raise StoreError(
+                    f"store {self._shown} has schema version {version}, newer than this memstrata "
+                    f"understands ({LATEST}); upgrade memstrata")
+            for number in range(version + 1, LATEST + 1):
+                conn.execute(MIGRATIONS[number - 1])
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+            self._hnsw_dims.update(_hnsw_dims_of(conn))
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as cur:
+            row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.errors.UniqueViolation as exc:
+            raise ConflictError(f"{what} failed: {_first_line(exc)}") from exc
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+            raise ConflictError(f"{what} failed: a concurrent write got there first ({_first_line(exc)})") from exc
+        except psycopg.errors.DiskFull as exc:
+            raise StoreError(f"{what} failed: the disk is full for {self._shown} ({_first_line(exc)}); "
+                             "nothing was written") from exc
+        except PoolTimeout as exc:
+            raise StoreError(f"{what} failed: no connection to {self._shown} free or reachable "
+                             f"within {self._timeout_s} s") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"{what} failed: lost the connection to {self._shown} ({_first_line(exc)})") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"{what} failed: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def _write(self, what: str, tenant: Tenant | None = None, *, create: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """One transaction; with ``tenant`` it first locks the tenant's row (made if ``create``)."""
+        with self._translate(what), self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            if tenant is not None:
+                self._lock_tenant(cur, tenant, create)
+            yield cur
+
+    @contextmanager
+    def _read(self, *, consistent: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A read; ``consistent`` makes it one REPEATABLE READ snapshot across statements."""
+        with self._translate("read"), self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            if consistent:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield cur
+
+    def _lock_tenant(self, cur: psycopg.Cursor[Any], tenant: Tenant, create: bool) -> None:
+        key = (tenant.namespace, tenant.user_id)
+        while True:
+            if create:
+                # Revisions start at the wall clock (µs): after an erase the counter must not
+                # repeat a value a cache still holds for the erased data.
+                cur.execute("INSERT INTO tenants (namespace, user_id, revision) VALUES (%s, %s, %s) "
+                            "ON CONFLICT DO NOTHING", (*key, time.time_ns() // 1000))
+            row = cur.execute("SELECT revision FROM tenants WHERE namespace=%s AND user_id=%s FOR UPDATE",
+                              key).fetchone()
+            if row is not None or not create:
+                return  # (an erase that committed meanwhile removed the row: make it again)
+
+    def _bump(self, cur: psycopg.Cursor[Any], tenant: Tenant) -> None:
+        cur.execute("UPDATE tenants SET revision = revision + 1 WHERE namespace=%s AND user_id=%s",
+                    (tenant.namespace, tenant.user_id))
+
+    def _ensure_hnsw(self, dims: int) -> None:
+        """The HNSW index of this dimension, made when its first vectors arrive. Its own
+        short transaction under an advisory lock: concurrent makers would otherwise race
+        on the index name."""
+        if dims in self._hnsw_dims or dims > _HNSW_MAX_DIMS or dims < 1:
+            return
+        with self._hnsw_lock, self._translate("create vector index"), self._pool.connection() as conn, \
+                conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS embeddings_hnsw_{dims} ON embeddings USING hnsw "
+                f"((vec::halfvec({dims})) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64) "
+                f"WHERE dims = {dims}")
+            self._hnsw_dims.add(dims)
+
+    # -- writes ------------------------------------------------------------------
+    def add_episodes(
+        self,
+        tenant: Tenant,
+        drafts: Sequence[EpisodeDraft],
+        vectors: np.ndarray | None = None,
+        model_id: str | None = None,
+        *,
+        enqueue: bool = True,
+    ) -> list[Episode]:
+        if not drafts:
+            return []
+        if vectors is not None and len(vectors) != len(drafts):
+            raise StoreError(f"got {len(vectors)} vectors for {len(drafts)} episodes")
+        half = None
+        if vectors is not None and model_id is not None:
+            half = np.asarray(vectors, dtype=np.float16).reshape(len(drafts), -1)
+            self._ensure_hnsw(int(half.shape[1]))
+        token = scope_token(tenant)
+        with self._write("add", tenant, create=True) as cur:
+            session_keys: dict[str, int] = {}
+            next_pos: dict[int, int] = {}
+            cols: list[list[Any]] = [[] for _ in range(11)]
+            stored: list[Episode] = []
+            for draft in drafts:
+                skey = session_keys.get(draft.session_id)
+                if skey is None:
+                    skey = self._session_key(cur, tenant, draft.session_id, token)
+                    session_keys[draft.session_id] = skey
+                    next_pos[skey] = cur.execute(
+                        "SELECT COALESCE(MAX(position) + 1, 0) FROM episodes WHERE session_key=%s", (skey,)
+                    ).fetchone()[0]
+                position = draft.position if draft.position is not None else next_pos[skey]
+                next_pos[skey] = max(next_pos[skey], position + 1)
+                for col, value in zip(cols, (
+                    draft.id, draft.agent_id, skey, position, draft.role, draft.speaker, draft.content,
+                    to_micros(draft.event_time), to_micros(draft.ingest_time),
+                    json.dumps(draft.metadata, ensure_ascii=False), draft.written_by,
+                )):
+                    col.append(value)
+                stored.append(Episode(
+                    id=draft.id, namespace=tenant.namespace, user_id=tenant.user_id,
+                    session_id=draft.session_id, position=position, role=draft.role,  # type: ignore[arg-type]
+                    content=draft.content, event_time=draft.event_time, ingest_time=draft.ingest_time,
+                    speaker=draft.speaker, agent_id=draft.agent_id, metadata=draft.metadata,
+                    written_by=draft.written_by,
+                ))
+            try:
+                keys = dict(cur.execute(
+                    "INSERT INTO episodes (id, namespace, user_id, agent_id, session_key, position, role, speaker, "
+                    "content, event_time, ingest_time, metadata, scope, written_by) "
+                    "SELECT u.id, %s, %s, u.agent_id, u.skey, u.pos, u.role, u.speaker, u.content, u.et, u.it, "
+                    "u.meta, %s, u.wb FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], "
+                    "%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
+                    "AS u(id, agent_id, skey, pos, role, speaker, content, et, it, meta, wb) RETURNING id, key",
+                    (tenant.namespace, tenant.user_id, token, *cols),
+                ).fetchall())
+            except psycopg.errors.UniqueViolation as exc:
+                raise ConflictError("add failed: an episode with one of these ids (or this session position) "
+                                    "already exists; nothing was stored") from exc
+            if half is not None:
+                self._store_vectors(cur, [keys[d.id] for d in drafts], half, model_id)  # type: ignore[arg-type]
+            if enqueue:  # background note processing; same transaction as the episodes
+                cur.execute("INSERT INTO pending (episode_key, namespace, user_id) "
+                            "SELECT k, %s, %s FROM unnest(%s::bigint[]) AS k",
+                            (tenant.namespace, tenant.user_id, sorted(keys.values())))
+            for skey in session_keys.values():
+                self._refresh_session(cur, skey)
+            self._bump(cur, tenant)
+        return stored
+
+    def _store_vectors(self, cur: psycopg.Cursor[Any], keys: list[int], half: np.ndarray, model_id: str) -> None:
+        keep = ~np.isnan(half).any(axis=1)
+        rows = [(k, vec_literal(half[n])) for n, k in enumerate(keys) if keep[n]]
+        if not rows:
+            return
+        cur.execute(
+            "INSERT INTO embeddings (episode_key, model_id, vec, dims, namespace, user_id, event_time) "
+            "SELECT u.k, %s, u.v::halfvec, %s, e.namespace, e.user_id, e.event_time "
+            "FROM unnest(%s::bigint[], %s::text[]) AS u(k, v) JOIN episodes e ON e.key = u.k "
+            "ON CONFLICT (episode_key) DO UPDATE SET model_id = EXCLUDED.model_id, vec = EXCLUDED.vec, "
+            "dims = EXCLUDED.dims",
+            (model_id, int(half.shape[1]), [r[0] for r in rows], [r[1] for r in rows]),
+        )
+
+    def _session_key(self, cur: psycopg.Cursor[Any], tenant: Tenant, session_id: str, token: str) -> int:
+        row = cur.execute("SELECT key FROM sessions WHERE namespace=%s AND user_id=%s AND session_id=%s",
+                          (tenant.namespace, tenant.user_id, session_id)).fetchone()
+        if row:
+            return int(row[0])
+        return int(cur.execute(
+            "INSERT INTO sessions (namespace, user_id, session_id, scope) VALUES (%s, %s, %s, %s) RETURNING key",
+            (tenant.namespace, tenant.user_id, session_id, token)).fetchone()[0])
+
+    def _refresh_session(self, cur: psycopg.Cursor[Any], skey: int) -> None:
+        """Recompute a session's span and lexical document from its episodes (in the
+        database: the text never travels)."""
+        row = cur.execute(
+            "UPDATE sessions SET (n_episodes, first_time, last_time, doc) = (SELECT count(*), min(event_time), "
+            "max(event_time), COALESCE(string_agg(content, E'\\n' ORDER BY position) FILTER (WHERE role = ANY(%s)), "
+            "string_agg(content, E'\\n' ORDER BY position), '') FROM episodes WHERE session_key=%s) "
+            "WHERE key=%s RETURNING n_episodes", (self._session_roles, skey, skey)).fetchone()
+        if row is not None and row[0] == 0:
+            cur.execute("DELETE FROM sessions WHERE key=%s", (skey,))
+
+    def delete_episodes(self, tenant: Tenant, episode_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(episode_ids))
+        if not ids:
+            return 0
+        with self._write("delete", tenant) as cur:
+            found = cur.execute("SELECT key, session_key FROM episodes WHERE namespace=%s AND user_id=%s "
+                                "AND id = ANY(%s)", (tenant.namespace, tenant.user_id, ids)).fetchall()
+            keys = [int(k) for k, _ in found]
+            if keys:
+                self._cascade_notes(cur, tenant, keys)
+                cur.execute("DELETE FROM embeddings WHERE episode_key = ANY(%s)", (keys,))
+                cur.execute("DELETE FROM note_sources WHERE episode_key = ANY(%s)", (keys,))
+                cur.execute("DELETE FROM episodes WHERE key = ANY(%s)", (keys,))
+                for skey in sorted({int(s) for _, s in found}):
+                    self._refresh_session(cur, skey)
+                self._bump(cur, tenant)
+        return len(found)
+
+    def delete_session(self, tenant: Tenant, session_id: str) -> int:
+        with self._read() as cur:
+            ids = [r[0] for r in cur.execute(
+                "SELECT e.id FROM episodes e JOIN sessions s ON s.key = e.session_key "
+                "WHERE s.namespace=%s AND s.user_id=%s AND s.session_id=%s",
+                (tenant.namespace, tenant.user_id, session_id))]
+        return self.delete_episodes(tenant, ids)
+
+    def erase_tenant(self, tenant: Tenant) -> int:
+        """Delete every row of the tenant in one transaction, then VACUUM the tables.
+
+        What this does not scrub: VACUUM marks the dead tuples' space free for reuse, it
+        does not overwrite it, so the text can stay in the data files' free space, in
+        index pages, in the write-ahead log (until its segments are recycled), in WAL
+        archives, replicas and backups. VACUUM FULL would rewrite the tables but locks
+        them for every tenant; neither zeroes the freed disk blocks."""
+        key = (tenant.namespace, tenant.user_id)
+        with self._write("erase", tenant) as cur:
+            n = cur.execute("SELECT count(*) FROM episodes WHERE namespace=%s AND user_id=%s", key).fetchone()[0]
+            cur.execute("DELETE FROM embeddings WHERE namespace=%s AND user_id=%s", key)
+            cur.execute("DELETE FROM notes WHERE namespace=%s AND user_id=%s", key)
+            for table in ("note_history", "summaries", "pending", "episodes", "sessions", "tenants"):
+                cur.execute(f"DELETE FROM {table} WHERE namespace=%s AND user_id=%s", key)  # noqa: S608
+        self._vacuum(_TENANT_TABLES)
+        return int(n)
+
+    def _vacuum(self, tables: Sequence[str]) -> None:
+        with self._translate("vacuum"), self._pool.connection() as conn:
+            conn.commit()
+            conn.autocommit = True
+            try:
+                conn.execute(f"VACUUM {', '.join(tables)}")
+            finally:
+                conn.autocommit = False
+
+    # -- reads -------------------------------------------------------------------
+    def revision(self, tenant: Tenant) -> int:
+        with self._read() as cur:
+            row = cur.execute("SELECT revision FROM tenants WHERE namespace=%s AND user_id=%s",
+                              (tenant.namespace, tenant.user_id)).fetchone()
+        return int(row[0]) if row else 0
+
+    def get_episode(self, tenant: Tenant, episode_id: str) -> Episode | None:
+        with self._read() as cur:
+            row = cur.execute(f"SELECT {_EP_COLS} {_EP_JOIN} WHERE e.id=%s AND e.namespace=%s AND e.user_id=%s",
+                              (episode_id, tenant.namespace, tenant.user_id)).fetchone()
+        return _episode(row) if row else None
+
+    def episodes_by_keys(self, tenant: Tenant, keys: Sequence[int]) -> dict[int, Episode]:
+        if not len(keys):
+            return {}
+        with self._read() as cur:
+            rows = cur.execute(f"SELECT {_EP_COLS} {_EP_JOIN} WHERE e.namespace=%s AND e.user_id=%s "
+                               "AND e.key = ANY(%s)", (tenant.namespace, tenant.user_id, [int(k) for k in keys]))
+            return {int(r[0]): _episode(r) for r in rows}
+
+    def list_episodes(
+        self, tenant: Tenant, *, session_id: str | None = None, start: datetime | None = None,
+        end: datetime | None = None, limit: int = 100, offset: int = 0,
+    ) -> list[Episode]:
+        where = ["e.namespace=%s", "e.user_id=%s"]
+        args: list[Any] = [tenant.namespace, tenant.user_id]
+        if session_id is not None:
+            where.append("s.session_id=%s")
+            args.append(session_id)
+        if start is not None:
+            where.append("e.event_time>=%s")
+            args.append(to_micros(start))
+        if end is not None:
+            where.append("e.event_time<%s")
+            args.append(to_micros(end))
+        with self._read() as cur:
+            rows = cur.execute(
+                f"SELECT {_EP_COLS} {_EP_JOIN} WHERE {' AND '.join(where)} "
+                "ORDER BY e.event_time, e.session_key, e.position LIMIT %s OFFSET %s",
+                (*args, _limit(limit), max(0, int(offset)))).fetchall()
+        return [_episode(r) for r in rows]
+
+    def list_sessions(self, tenant: Tenant) -> list[SessionInfo]:
+        with self._read() as cur:
+            rows = cur.execute("SELECT session_id, n_episodes, first_time, last_time FROM sessions "
+                               "WHERE namespace=%s AND user_id=%s ORDER BY first_time, key",
+                               (tenant.namespace, tenant.user_id)).fetchall()
+        return [SessionInfo(r[0], tenant.namespace, tenant.user_id, int(r[1]), from_micros(r[2]), from_micros(r[3]))
+                for r in rows]
+
+    def neighbours(self, tenant: Tenant, episode_id: str, *, radius: int = 1) -> list[Episode]:
+        base = f"SELECT {_EP_COLS} {_EP_JOIN} "
+        with self._read() as cur:
+            row = cur.execute("SELECT session_key, position FROM episodes WHERE id=%s AND namespace=%s "
+                              "AND user_id=%s", (episode_id, tenant.namespace, tenant.user_id)).fetchone()
+            if row is None:
+                return []
+            before = cur.execute(base + "WHERE e.session_key=%s AND e.position<%s ORDER BY e.position DESC LIMIT %s",
+                                 (row[0], row[1], _limit(radius))).fetchall()
+            rest = cur.execute(base + "WHERE e.session_key=%s AND e.position>=%s ORDER BY e.position LIMIT %s",
+                               (row[0], row[1], _limit(radius + 1))).fetchall()
+        return [_episode(r) for r in [*reversed(before), *rest]]
+
+    def lexical_turns(
+        self, tenant: Tenant, terms: Sequence[str], *, limit: int,
+        start: datetime | None = None, end: datetime | None = None,
+    ) -> list[tuple[int, float]]:
+        words = _terms(terms)
+        if not words:
+            return []
+        where, args = "", []
+        if start is not None:
+            where += " AND event_time >= %s"
+            args.append(to_micros(start))
+        if end is not None:
+            where += " AND event_time < %s"
+            args.append(to_micros(end))
+        return self._lexical("episodes", words, tenant, where, args, limit)
+
+    def lexical_sessions(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
+        words = _terms(terms)
+        return self._lexical("sessions", words, tenant, "", [], limit) if words else []
+
+    def _lexical(self, table: str, words: list[str], tenant: Tenant, where: str, args: list[Any],
+                 limit: int) -> list[tuple[int, float]]:
+        """Any of the words (each one a phrase query of its own, so no input is parsed as
+        tsquery syntax), ranked by cover density normalised by document length; higher is
+        better. Ties go to the older row."""
+        with self._read() as cur:
+            rows = cur.execute(
+                f"WITH q AS (SELECT {or_query(len(words))} AS q) "
+                f"SELECT key, ts_rank_cd('{{1.0, 0.2, 0.5, 1.0}}', tsv, q.q, 1) AS score FROM {table}, q "  # noqa: S608
+                f"WHERE namespace=%s AND user_id=%s AND tsv @@ q.q{where} ORDER BY score DESC, key LIMIT %s",
+                (*words, tenant.namespace, tenant.user_id, *args, _limit(limit))).fetchall()
+        return [(int(k), float(s)) for k, s in rows]
+
+    def snapshot(self, tenant: Tenant, model_id: str | None) -> Snapshot:
+        key = (tenant.namespace, tenant.user_id)
+        with self._read(consistent=True) as cur:
+            row = cur.execute("SELECT revision FROM tenants WHERE namespace=%s AND user_id=%s", key).fetchone()
+            revision = int(row[0]) if row else 0
+            rows = cur.execute("SELECT key, session_key, position, event_time, role, speaker FROM episodes "
+                               "WHERE namespace=%s AND user_id=%s ORDER BY session_key, position", key).fetchall()
+            sessions = dict(cur.execute("SELECT key, session_id FROM sessions WHERE namespace=%s AND user_id=%s",
+                                        key).fetchall())
+            centroids = cur.execute(
+                "SELECT e.session_key, vector_send(avg(m.vec::vector)) FROM embeddings m "
+                "JOIN episodes e ON e.key = m.episode_key WHERE m.namespace=%s AND m.user_id=%s AND m.model_id=%s "
+                "GROUP BY e.session_key ORDER BY e.session_key", (*key, model_id)).fetchall() if model_id else []
+        n = len(rows)
+        if centroids:
+            mat = np.stack([np.frombuffer(c, dtype=">f4", offset=4) for _, c in centroids]).astype(np.float32)
+            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            mat = np.divide(mat, norms, out=np.zeros_like(mat), where=norms > 0)
+        else:
+            mat = np.zeros((0, 0), np.float32)
+        return Snapshot(
+            revision=revision,
+            keys=np.fromiter((r[0] for r in rows), np.int64, n),
+            session_keys=np.fromiter((r[1] for r in rows), np.int64, n),
+            positions=np.fromiter((r[2] for r in rows), np.int64, n),
+            times=np.fromiter((r[3] for r in rows), np.int64, n),
+            roles=tuple(r[4] for r in rows),
+            speakers=tuple(r[5] for r in rows),
+            session_ids={int(k): v for k, v in sessions.items()},
+            vectors=np.zeros((0, 0), np.float32),
+            vector_rows=np.zeros(0, np.int64),
+            session_vectors=(np.fromiter((int(k) for k, _ in centroids), np.int64, len(centroids)), mat),
+        )
+
+    def dense_turns(
+        self, tenant: Tenant, vector: np.ndarray, model_id: str, *, limit: int,
+        start: datetime | None = None, end: datetime | None = None,
+    ) -> list[tuple[int, float]] | None:
+        q = np.asarray(vector, np.float32).ravel()
+        dims = int(q.shape[0])
+        if dims == 0 or limit <= 0 or not np.isfinite(q).all():
+            return []
+        where = f"namespace=%s AND user_id=%s AND model_id=%s AND dims = {dims}"
+        args: list[Any] = [tenant.namespace, tenant.user_id, model_id]
+        if start is not None:
+            where += " AND event_time >= %s"
+            args.append(to_micros(start))
+        if end is not None:
+            where += " AND event_time < %s"
+            args.append(to_micros(end))
+        text = vec_literal(q)
+        with self._read() as cur:
+            # How many vectors match, counted no further than the threshold (an index-only scan).
+            n = int(cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM embeddings WHERE {where} LIMIT %s) t",
+                                (*args, self.exact_below)).fetchone()[0])
+            if n == 0:
+                return []
+            rows: list[tuple[Any, ...]] = []
+            indexed = False
+            if n >= self.exact_below and dims not in self._hnsw_dims:  # made by another process?
+                self._hnsw_dims.update(_hnsw_dims_of(cur.connection))
+            if n >= self.exact_below and dims in self._hnsw_dims:
+                ef = min(1000, max(40, 2 * limit))
+                cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                            "set_config('hnsw.ef_search', %s, true)", (str(ef),))
+                rows = cur.execute(
+                    f"SELECT k, 1 - d FROM (SELECT episode_key AS k, vec::halfvec({dims}) <=> %s::halfvec({dims}) "
+                    f"AS d FROM embeddings WHERE {where} ORDER BY d LIMIT %s) t ORDER BY d, k",
+                    (text, *args, _limit(limit))).fetchall()
+                self.dense_counts["hnsw"] += 1
+                indexed = True
+            if len(rows) < min(limit, n):
+                self.dense_counts["short" if indexed else "exact"] += 1
+                # Small tenant (or the index came back short): exact. ``vec`` without the
+                # dimension cast is not the indexed expression, so this never uses HNSW.
+                rows = cur.execute(
+                    f"SELECT episode_key, 1 - (vec <=> %s::halfvec) AS c FROM embeddings WHERE {where} "
+                    "ORDER BY vec <=> %s::halfvec, episode_key LIMIT %s", (text, *args, text, _limit(limit))
+                ).fetchall()
+        return [(int(k), float(c)) for k, c in rows if c == c]  # zero vectors: NaN cosine, no neighbour
+
+    def export_rows(
+        self, tenant: Tenant | None, namespace: str | None = None
+    ) -> Iterator[tuple[Episode, np.ndarray | None, str | None]]:
+        tenants = [tenant] if tenant is not None else self.tenants(namespace)
+        for t in tenants:
+            with self._read() as cur:
+                rows = cur.execute(
+                    f"SELECT {_EP_COLS}, halfvec_send(m.vec), m.model_id {_EP_JOIN} "
+                    "LEFT JOIN embeddings m ON m.episode_key = e.key "
+                    "WHERE e.namespace=%s AND e.user_id=%s ORDER BY e.session_key, e.position",
+                    (t.namespace, t.user_id)).fetchall()
+            for row in rows:
+                vec = None if row[-2] is None else np.frombuffer(halfvec_bytes(row[-2]), dtype=np.float16).copy()
+                yield _episode(row), vec, row[-1]
+
+    def tenants(self, namespace: str | None = None) -> list[Tenant]:
+        with self._read() as cur:
+            if namespace is None:
+                rows = cur.execute("SELECT namespace, user_id FROM tenants ORDER BY namespace, user_id").fetchall()
+            else:
+                rows = cur.execute("SELECT namespace, user_id FROM tenants WHERE namespace=%s ORDER BY user_id",
+                                   (namespace,)).fetchall()
+        return [Tenant(*r) for r in rows]
+
+    def stats(self, tenant: Tenant | None, namespace: str | None = None) -> Stats:
+        where, args = "TRUE", []
+        if tenant is not None:
+            where, args = "namespace=%s AND user_id=%s", [tenant.namespace, tenant.user_id]
+        elif namespace is not None:
+            where, args = "namespace=%s", [namespace]
+        with self._read(consistent=True) as cur:
+            users = cur.execute(f"SELECT count(*) FROM tenants WHERE {where}", args).fetchone()[0]
+            sessions = cur.execute(f"SELECT count(*) FROM sessions WHERE {where}", args).fetchone()[0]
+            n, first, last = cur.execute(
+                f"SELECT count(*), min(event_time), max(event_time) FROM episodes WHERE {where}", args).fetchone()
+            embedded = cur.execute(f"SELECT count(*) FROM embeddings WHERE {where}", args).fetchone()[0]
+            size = cur.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        return Stats(
+            namespace=tenant.namespace if tenant else namespace, user_id=tenant.user_id if tenant else None,
+            users=users, sessions=sessions, episodes=n, embedded_episodes=embedded,
+            first_time=from_micros(first) if first is not None else None,
+            last_time=from_micros(last) if last is not None else None, store_bytes=int(size),
+        )
+
+    def integrity_check(self) -> str:
+        """What SQLite's integrity_check answers for a file, asked of the database: that it
+        answers and carries this schema. (PostgreSQL checks its own pages; amcheck is the
+        tool for a deeper look.)"""
+        version = self.schema_version
+        return "ok" if version == LATEST else f"schema version {version}, expected {LATEST}"
+
+
+def or_query(n: int) -> str:
+    """Any of ``n`` words: one phraseto_tsquery per word (it reads its input as plain text,
+    never as tsquery syntax), OR-ed with ``||``; words that are all stop words drop out."""
+    return " || ".join(["phraseto_tsquery('english', %s)"] * n)
+
+
+def _terms(terms: Sequence[str]) -> list[str]:
+    return [t for t in terms if t.strip()]
+
+
+def _limit(n: int) -> int:
+    return max(0, int(n))
+
+
+def _hnsw_dims_of(conn: psycopg.Connection[Any]) -> set[int]:
+    rows = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings' "
+                        "AND indexname LIKE 'embeddings_hnsw_%'").fetchall()
+    return {int(r[0].rsplit("_", 1)[1]) for r in rows}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _episode(row: Sequence[Any]) -> Episode:
+    return Episode(
+        id=row[1], namespace=row[2], user_id=row[3], agent_id=row[4], session_id=row[5],
+        position=int(row[6]), role=row[7], speaker=row[8], content=row[9],
+        event_time=from_micros(row[10]), ingest_time=from_micros(row[11]), metadata=json.loads(row[12]),
+        written_by=row[13],
+    )
