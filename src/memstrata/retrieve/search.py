@@ -52,11 +52,17 @@ class TenantIndex:
     centroids: np.ndarray        # (S, dim) unit vectors; zero rows for sessions without vectors
     row_round: np.ndarray        # row -> round number (global, increasing)
     speakers: frozenset[str]
+    session_starts: np.ndarray   # session index -> its first row (rows are grouped by session)
+    speaker_codes: np.ndarray    # row -> index into speaker_names (lower-cased; -1: none)
+    speaker_names: tuple[str, ...]
 
     @classmethod
     def build(cls, snap: Snapshot) -> "TenantIndex":
         n = snap.size
         session_keys, row_session = np.unique(snap.session_keys, return_inverse=True)
+        if n > 1 and not bool(np.all(row_session[1:] >= row_session[:-1])):
+            # Ranking reduces over each session's rows as one contiguous block.
+            raise RuntimeError("store snapshot rows are not grouped by session (Store.snapshot contract)")
         centroids = np.zeros((len(session_keys), snap.vectors.shape[1] if snap.vectors.size else 0), np.float32)
         if snap.session_vectors is not None and len(snap.session_vectors[0]):
             # The store searches turn vectors itself and computed the centroids for us.
@@ -69,8 +75,13 @@ class TenantIndex:
             np.add.at(centroids, row_session[snap.vector_rows], snap.vectors)
             norms = np.linalg.norm(centroids, axis=1, keepdims=True)
             centroids = np.divide(centroids, norms, out=np.zeros_like(centroids), where=norms > 0)
+        names = sorted({(s or "").lower() for s in snap.speakers} - {""})
+        code_of = {name: i for i, name in enumerate(names)}
         return cls(
             snap=snap,
+            session_starts=np.searchsorted(row_session, np.arange(len(session_keys))).astype(np.int64),
+            speaker_codes=np.fromiter((code_of.get((s or "").lower(), -1) for s in snap.speakers), np.int64, n),
+            speaker_names=tuple(names),
             key_row={int(k): i for i, k in enumerate(snap.keys)},
             row_session=row_session.astype(np.int64),
             session_keys=session_keys,
@@ -208,7 +219,7 @@ class Retriever:
         mask = np.ones(snap.size, dtype=bool) if end is None else snap.times < to_micros(end)
         if start is not None:
             mask &= snap.times >= to_micros(start)
-        time_factor = np.ones(snap.size)
+        time_factor: np.ndarray | None = None  # None: 1 everywhere (no time in the query)
         if plan.ranges and cfg.time_mode != "off":
             time_factor, hard = _time_factors(snap.times, plan, cfg)
             if cfg.time_mode == "filter" and (hard & mask).any():
@@ -241,8 +252,7 @@ class Retriever:
             pairs = [(idx.key_row[k], sc) for k, sc in found if k in idx.key_row and mask[idx.key_row[k]]]
             turn_lists.append(("feedback", np.array([r for r, _ in pairs], np.int64),
                                np.array([sc for _, sc in pairs]), cfg.prf_weight))
-        session_mask = np.zeros(n_sessions, dtype=bool)
-        session_mask[idx.row_session[mask]] = True
+        session_mask = np.logical_or.reduceat(mask, idx.session_starts) if n_sessions else np.zeros(0, bool)
         if cfg.session_lexical and plan.terms:
             found = self.store.lexical_sessions(tenant, [*plan.terms, *expansion], limit=cfg.candidates)
             pairs = [(idx.session_index[k], sc) for k, sc in found
@@ -261,7 +271,8 @@ class Retriever:
         else:
             turn_score = relative(snap.size, [(rows, sc, w) for _, rows, sc, w in turn_lists])
             session_score = relative(n_sessions, session_lists)
-        session_score *= _group_max(time_factor, idx.row_session, n_sessions)
+        if time_factor is not None:
+            session_score *= np.maximum.reduceat(time_factor, idx.session_starts)
         if stale is not None:  # a session whose best note for the query was superseded
             raw_s = np.zeros(n_sessions)
             kept_s = np.zeros(n_sessions)
@@ -270,9 +281,11 @@ class Retriever:
             session_score *= np.divide(kept_s, raw_s, out=np.ones(n_sessions), where=raw_s > 0)
         if cfg.neighbor_weight:
             turn_score = turn_score + cfg.neighbor_weight * _neighbor_max(turn_score, idx.row_session)
-        turn_score = turn_score * time_factor
+        if time_factor is not None:
+            turn_score = turn_score * time_factor
         if plan.speakers and cfg.speaker_boost:
-            spoken = np.fromiter(((s or "").lower() in plan.speakers for s in snap.speakers), bool, snap.size)
+            codes = [i for i, name in enumerate(idx.speaker_names) if name in plan.speakers]
+            spoken = np.isin(idx.speaker_codes, codes)
             turn_score = np.where(spoken, turn_score * (1 + cfg.speaker_boost), turn_score)
         turn_score = np.where(turn_score > 0, turn_score + cfg.session_prior * session_score[idx.row_session], 0.0)
         ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _, _ in turn_lists}
@@ -455,19 +468,19 @@ def _time_factors(times: np.ndarray, plan: QueryPlan, cfg: RetrievalConfig) -> t
     return factor, hard
 
 
-def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, -np.inf)
-    np.maximum.at(out, groups, values)
-    return np.where(np.isfinite(out), out, 1.0)
-
-
 def _neighbor_max(scores: np.ndarray, row_session: np.ndarray) -> np.ndarray:
-    prev = np.zeros_like(scores)
-    nxt = np.zeros_like(scores)
-    same = row_session[1:] == row_session[:-1]
-    prev[1:] = np.where(same, scores[:-1], 0.0)
-    nxt[:-1] = np.where(same, scores[1:], 0.0)
-    return np.maximum(prev, nxt)
+    """Per row, the larger score of the turns just before and after it in its session.
+    Only rows next to a scored row can get anything: work on those (O(candidates))."""
+    out = np.zeros_like(scores)
+    rows = np.flatnonzero(scores)
+    n = len(scores)
+    for step in (-1, 1):
+        nb = rows + step
+        ok = (nb >= 0) & (nb < n)
+        src, nb = rows[ok], nb[ok]
+        same = row_session[src] == row_session[nb]
+        np.maximum.at(out, nb[same], scores[src[same]])
+    return out
 
 
 def _diversify(scores: np.ndarray, mask: np.ndarray, row_session: np.ndarray, depth: int,
