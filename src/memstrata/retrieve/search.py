@@ -72,14 +72,20 @@ class TenantIndex:
             ok = (at < len(session_keys)) & (session_keys[np.minimum(at, len(session_keys) - 1)] == keys)
             centroids[at[ok]] = rows[ok]
         elif snap.vectors.size:
-            np.add.at(centroids, row_session[snap.vector_rows], snap.vectors)
+            # Vector rows ascend, so each session's vectors are one contiguous block.
+            # (A loop over blocks: np.add.at took 1.5 s at 500k turns, reduceat on axis 0 4 s.)
+            owners, first = np.unique(row_session[snap.vector_rows], return_index=True)
+            bounds = [*first.tolist(), len(snap.vector_rows)]
+            for owner, lo, hi in zip(owners.tolist(), bounds, bounds[1:]):
+                centroids[owner] = snap.vectors[lo:hi].sum(axis=0)
             norms = np.linalg.norm(centroids, axis=1, keepdims=True)
             centroids = np.divide(centroids, norms, out=np.zeros_like(centroids), where=norms > 0)
         names = sorted({(s or "").lower() for s in snap.speakers} - {""})
         code_of = {name: i for i, name in enumerate(names)}
+        starts = np.searchsorted(row_session, np.arange(len(session_keys))).astype(np.int64)
         return cls(
             snap=snap,
-            session_starts=np.searchsorted(row_session, np.arange(len(session_keys))).astype(np.int64),
+            session_starts=starts,
             speaker_codes=np.fromiter((code_of.get((s or "").lower(), -1) for s in snap.speakers), np.int64, n),
             speaker_names=tuple(names),
             key_row={int(k): i for i, k in enumerate(snap.keys)},
@@ -87,30 +93,27 @@ class TenantIndex:
             session_keys=session_keys,
             session_index={int(k): i for i, k in enumerate(session_keys)},
             centroids=centroids,
-            row_round=_rounds(snap, row_session, n),
+            row_round=_rounds(snap, row_session, starts),
             speakers=frozenset(s for s in snap.speakers if s),
         )
 
 
-def _rounds(snap: Snapshot, row_session: np.ndarray, n: int) -> np.ndarray:
+def _rounds(snap: Snapshot, row_session: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Round number per row. A round opens at each user turn when the session mixes
     user and other roles (user + assistant replies); in sessions where every turn has
     the same role (people talking to each other) a round is a pair of turns."""
-    out = np.zeros(n, dtype=np.int64)
-    counter = -1
-    start = 0
-    while start < n:
-        end = start
-        while end < n and row_session[end] == row_session[start]:
-            end += 1
-        roles = snap.roles[start:end]
-        mixed = "user" in roles and any(r != "user" for r in roles)
-        for i in range(start, end):
-            if (mixed and (roles[i - start] == "user" or i == start)) or (not mixed and (i - start) % 2 == 0):
-                counter += 1
-            out[i] = counter
-        start = end
-    return out
+    n = snap.size
+    if n == 0:
+        return np.zeros(0, np.int64)
+    is_user = np.fromiter((r == "user" for r in snap.roles), bool, n)
+    has_user = np.logical_or.reduceat(is_user, starts)
+    has_other = np.logical_or.reduceat(~is_user, starts)
+    mixed = (has_user & has_other)[row_session]
+    first = np.zeros(n, bool)
+    first[starts] = True
+    offset = np.arange(n) - starts[row_session]
+    opens = np.where(mixed, is_user | first, offset % 2 == 0)
+    return np.cumsum(opens, dtype=np.int64) - 1
 
 
 class Retriever:
