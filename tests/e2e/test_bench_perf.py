@@ -23,7 +23,7 @@ KEYS = {"store": str, "size": int, "ingest_eps": float, "search_ms_p50": float, 
         "search_ms_p99": float, "ann_recall@10": float, "bytes_per_episode": float, "largest_tenant": int,
         "ingest_eps_embedded": float, "embed_ms_per_episode": float, "index_build_s": float,
         "query_embed_ms_p50": float, "small_tenant_search_ms_p50": float, "rss_mb": float, "disk_mb": float,
-        "cpu_count": int}
+        "cpu_count": int, "ann_recall@10_search_depth": float, "search_depth": int}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,7 @@ def _check_run(workdir: Path, store: str, extra: list[str]) -> list[dict[str, An
     assert row["largest_tenant"] == 1000 and row["tenants"] >= 2
     assert row["ingest_eps"] > 0 and row["ingest_eps_embedded"] > 0 and row["embed_ms_per_episode"] > 0
     assert 0 <= row["ann_recall@10"] <= 1 and row["recall_queries"] == 12
+    assert 0 <= row["ann_recall@10_search_depth"] <= 1 and row["search_depth"] == 200
     assert 0 < row["search_ms_p50"] <= row["search_ms_p95"] <= row["search_ms_p99"]
     assert row["search_queries"] == 12 and row["bytes_per_episode"] > 0
     root = ET.fromstring(svg.read_text())
