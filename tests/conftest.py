@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,9 +60,27 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store location for each backend: a SQLite file path, or a fresh PostgreSQL URL."""
+def store_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Makes new, empty store locations of one backend per parameter: SQLite file paths, or
+    URLs of fresh PostgreSQL databases (dropped after the test)."""
+    made: list[str] = []
     if request.param == "sqlite":
-        yield str(tmp_path / "memory.db")
+        def make() -> str:
+            return str(tmp_path_factory.mktemp("store") / "memory.db")
     else:
-        yield request.getfixturevalue("pg_url")
+        from tests.pg import server
+
+        def make() -> str:
+            made.append(server().fresh_database())
+            return made[-1]
+    yield make
+    for url in made:
+        from tests.pg import server
+
+        server().drop_database(url)
+
+
+@pytest.fixture
+def store_url(store_factory: Any) -> str:
+    """One store location for each backend (SQLite file path, or a PostgreSQL URL)."""
+    return str(store_factory())

@@ -55,6 +55,12 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("memstrata")) / "memory.db"
 
 
+def default_store() -> str:
+    """Where a Memory opened without a path keeps its data: ``$MEMSTRATA_STORE_URL``
+    (e.g. ``postgresql://...``) if set, else ``default_path()``."""
+    return os.environ.get("MEMSTRATA_STORE_URL") or str(default_path())
+
+
 class Memory:
     """Long-term memory over one store. Thread-safe for use from one process."""
 
@@ -69,10 +75,10 @@ class Memory:
     ) -> None:
         self.config = config or MemoryConfig.from_env()
         if store is None:
-            target = Path(path) if path is not None else default_path()
-            if str(target) != ":memory:":
-                target.expanduser().parent.mkdir(parents=True, exist_ok=True)
-            store = open_store(str(target))
+            target = os.fspath(path) if path is not None else default_store()
+            if target != ":memory:" and "://" not in target:  # a file path (a URL names a server)
+                Path(target).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            store = open_store(target)
         self.store = store
         self._embedder: Embedder | None
         if embedder is False or not self.config.embed.enabled:
@@ -714,4 +720,4 @@ def _decode_embedding(value: Any) -> tuple[np.ndarray | None, str | None]:
     return np.frombuffer(raw, dtype=np.float16).astype(np.float32), value.get("model_id")
 
 
-__all__ = ["Memory", "default_path"]
+__all__ = ["Memory", "default_path", "default_store"]

@@ -1,4 +1,5 @@
-"""Export/import is lossless and LLM-free; bad files are rejected whole."""
+"""Export/import is lossless and LLM-free; bad files are rejected whole. Every test runs
+on SQLite and on PostgreSQL (``store_factory`` makes empty stores of one backend)."""
 
 from __future__ import annotations
 
@@ -46,30 +47,35 @@ def _snapshot(mem: Memory, users: list[str]) -> list[tuple]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.tuples(ids, st.one_of(st.none(), ids), messages, times), min_size=1, max_size=4))
-def test_export_import_round_trip(tmp_path_factory: pytest.TempPathFactory, batches: list) -> None:
+def test_export_import_round_trip(tmp_path_factory: pytest.TempPathFactory, store_factory, batches: list) -> None:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("rt")
     users = sorted({u for u, *_ in batches})
-    with Memory(tmp / "a.db", config=LEX) as src:
+    with Memory(store_factory(), config=LEX) as src:
         for user, session, msgs, when in batches:
             src.add(msgs, user_id=user, session_id=session, timestamp=when, agent_id="agent")
         n = src.export(tmp / "out.jsonl")
         before = _snapshot(src, users)
     assert n == len(before)
-    with Memory(tmp / "b.db", config=LEX) as dst:
+    with Memory(store_factory(), config=LEX) as dst:
         assert dst.import_(tmp / "out.jsonl") == n
         assert _snapshot(dst, users) == before
         assert dst.import_(tmp / "out.jsonl") == 0  # idempotent
 
 
-def test_embeddings_travel_with_the_export(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    with Memory(tmp_path / "a.db", embedder=embedder) as src:
+def test_embeddings_travel_with_the_export(tmp_path: Path, store_factory, embedder) -> None:  # type: ignore[no-untyped-def]
+    def stored_vectors(mem: Memory) -> np.ndarray:  # every turn's vector, as the store keeps it (float16)
+        rows = list(mem.store.export_rows(mem._tenant("u", None)))  # type: ignore[attr-defined]
+        assert all(v is not None and m == embedder.model_id for _, v, m in rows)
+        return np.stack([v for _, v, _ in rows])
+
+    with Memory(store_factory(), embedder=embedder) as src:
         src.add(["I play the cello", "My cat is called Miso"], user_id="u", session_id="s")
         src.export(tmp_path / "x.jsonl")
-        vecs = src.store.snapshot(src._tenant("u", None), embedder.model_id).vectors  # type: ignore[attr-defined]
+        vecs = stored_vectors(src)
     before = embedder.stats["texts_embedded"]
-    with Memory(tmp_path / "b.db", embedder=embedder) as dst:
+    with Memory(store_factory(), embedder=embedder) as dst:
         dst.import_(tmp_path / "x.jsonl")
-        after = dst.store.snapshot(dst._tenant("u", None), embedder.model_id).vectors  # type: ignore[attr-defined]
+        after = stored_vectors(dst)
         assert embedder.stats["texts_embedded"] == before  # reused, not re-embedded
         np.testing.assert_array_equal(vecs, after)
         assert dst.search("what instrument do I play?", user_id="u")[0].text == "I play the cello"
@@ -85,18 +91,19 @@ def test_embeddings_travel_with_the_export(tmp_path: Path, embedder) -> None:  #
         ('{"type": "memstrata-export", "version": 1}\n[1, 2]\n', "line 2"),
     ],
 )
-def test_bad_import_files_are_rejected_and_store_nothing(tmp_path: Path, content: str, match: str) -> None:
+def test_bad_import_files_are_rejected_and_store_nothing(tmp_path: Path, store_url: str, content: str,
+                                                        match: str) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
-    with Memory(tmp_path / "m.db", config=LEX) as mem:
+    with Memory(store_url, config=LEX) as mem:
         mem.add("existing", user_id="u")
         with pytest.raises(InvalidFileError, match=match):
             mem.import_(path)
         assert mem.stats().episodes == 1
 
 
-def test_one_bad_line_rejects_the_whole_file(tmp_path: Path) -> None:
-    with Memory(tmp_path / "a.db", config=LEX) as src:
+def test_one_bad_line_rejects_the_whole_file(tmp_path: Path, store_factory) -> None:  # type: ignore[no-untyped-def]
+    with Memory(store_factory(), config=LEX) as src:
         src.add(["one", "two"], user_id="u", timestamp=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=1))
         src.export(tmp_path / "x.jsonl")
     lines = (tmp_path / "x.jsonl").read_text().splitlines()
@@ -104,22 +111,22 @@ def test_one_bad_line_rejects_the_whole_file(tmp_path: Path) -> None:
     row["event_time"] = "not a time"
     lines[2] = json.dumps(row)
     (tmp_path / "x.jsonl").write_text("\n".join(lines) + "\n")
-    with Memory(tmp_path / "b.db", config=LEX) as dst:
+    with Memory(store_factory(), config=LEX) as dst:
         with pytest.raises(InvalidFileError, match="line 3"):
             dst.import_(tmp_path / "x.jsonl")
         assert dst.stats().episodes == 0
 
 
-def test_missing_import_file(tmp_path: Path) -> None:
-    with Memory(tmp_path / "a.db", config=LEX) as mem, pytest.raises(InvalidFileError, match="cannot read"):
+def test_missing_import_file(tmp_path: Path, store_url: str) -> None:
+    with Memory(store_url, config=LEX) as mem, pytest.raises(InvalidFileError, match="cannot read"):
         mem.import_(tmp_path / "nope.jsonl")
 
 
-def test_import_embeds_what_came_without_vectors(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    with Memory(tmp_path / "a.db", config=LEX) as src:
+def test_import_embeds_what_came_without_vectors(tmp_path: Path, store_factory, embedder) -> None:  # type: ignore[no-untyped-def]
+    with Memory(store_factory(), config=LEX) as src:
         src.add(["I play the cello", "My cat is called Miso"], user_id="u")
         src.export(tmp_path / "x.jsonl")
-    with Memory(tmp_path / "b.db", embedder=embedder) as dst:
+    with Memory(store_factory(), embedder=embedder) as dst:
         dst.import_(tmp_path / "x.jsonl")
         assert dst.stats(user_id="u").embedded_episodes == 2
         hits = dst.search("which instrument?", user_id="u", variant="dense")

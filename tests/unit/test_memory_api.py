@@ -1,9 +1,9 @@
-"""The Memory facade on real SQLite files: add/search/context/get/list/delete/erase/stats."""
+"""The Memory facade on real stores, SQLite files and PostgreSQL databases:
+add/search/context/get/list/delete/erase/stats."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +23,12 @@ from memstrata.config import EmbedConfig, Limits
 from ..conftest import CONVERSATION
 
 UTC = timezone.utc
+
+
+@pytest.fixture
+def db_path(store_url: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL (conftest's memory fixtures open it)."""
+    return store_url
 
 
 def test_add_returns_typed_episodes_with_times(lexical_memory: Memory) -> None:
@@ -196,7 +202,7 @@ def test_a_bad_message_anywhere_rejects_the_whole_batch(lexical_memory: Memory) 
     assert lexical_memory.stats(user_id="ana").episodes == 0
 
 
-def test_batch_size_limit(db_path: Path) -> None:
+def test_batch_size_limit(db_path: str) -> None:
     cfg = MemoryConfig(embed=EmbedConfig(enabled=False), limits=Limits(max_batch_chars=10))
     with Memory(db_path, config=cfg) as mem, pytest.raises(InvalidInputError, match="more than 10 characters"):
         mem.add(["12345", "67890", "x"], user_id="u")
@@ -219,7 +225,7 @@ def test_unknown_variant_names_known_ones(lexical_memory: Memory) -> None:
         lexical_memory.search("x", user_id="u", variant="magic")
 
 
-def test_data_survives_reopen(db_path: Path) -> None:
+def test_data_survives_reopen(db_path: str) -> None:
     cfg = MemoryConfig(embed=EmbedConfig(enabled=False))
     with Memory(db_path, config=cfg) as mem:
         ep = mem.add("durable fact about otters", user_id="u")[0]

@@ -1,14 +1,13 @@
 """Scenario suite for semantic memory: notes, updates, contradictions, duplicates,
 corrections, time travel, deletions, forgetting, the queue and the worker.
 
-Every test runs on a real SQLite file with the LLM-free rule extractor; each asserts
-the resulting notes, links, validity and history."""
+Every test runs on a real SQLite file and on a real PostgreSQL database with the LLM-free
+rule extractor; each asserts the resulting notes, links, validity and history."""
 
 from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ from memstrata.errors import NotFoundError
 from memstrata.semantic.extract import RuleExtractor, attribute, informative, split_sentences
 from memstrata.semantic.retention import retention
 
+from ..pg import stored_bytes
+
 SYNC = MemoryConfig(embed=EmbedConfig(enabled=False), notes=NotesConfig(background=False))
 
 
@@ -27,7 +28,13 @@ def utc(s: str) -> datetime:
 
 
 @pytest.fixture
-def mem(db_path: Path):
+def db_path(store_url: str) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return store_url
+
+
+@pytest.fixture
+def mem(db_path: str):
     with Memory(db_path, config=SYNC) as m:
         yield m
 
@@ -147,7 +154,7 @@ def test_related_notes_are_linked_by_shared_entities(mem: Memory) -> None:
 
 
 # -- deletion, erasure, tenancy ----------------------------------------------------------
-def test_deleting_the_source_deletes_the_note_and_empties_its_history(mem: Memory, db_path: Path) -> None:
+def test_deleting_the_source_deletes_the_note_and_empties_its_history(mem: Memory, db_path: str) -> None:
     eps = mem.add("My secret hobby is competitive yodeling.", user_id="ana", timestamp="2024-01-01T00:00:00Z",
                   wait=True)
     note = mem.notes(user_id="ana")[0]
@@ -157,7 +164,7 @@ def test_deleting_the_source_deletes_the_note_and_empties_its_history(mem: Memor
     assert [h.action for h in history] == ["created", "deleted"]
     assert all("yodel" not in str(h.detail) for h in history)
     assert mem.search("yodeling", user_id="ana") == []
-    assert b"yodel" not in db_path.read_bytes()
+    assert b"yodel" not in stored_bytes(db_path)
 
 
 def test_a_merged_note_survives_losing_one_of_its_sources(mem: Memory) -> None:
@@ -169,7 +176,7 @@ def test_a_merged_note_survives_losing_one_of_its_sources(mem: Memory) -> None:
     assert mem.history(notes[0].id, user_id="ana")[-1].action == "source_deleted"
 
 
-def test_erase_removes_notes_links_history_and_summaries(mem: Memory, db_path: Path) -> None:
+def test_erase_removes_notes_links_history_and_summaries(mem: Memory, db_path: str) -> None:
     mem.add("I live in Lisbon with my partner Joaquim.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
     mem.add("I moved to Berlin with Joaquim.", user_id="ana", timestamp="2024-05-01T00:00:00Z", wait=True)
     mem.add("I live in Oslo.", user_id="bob", timestamp="2024-05-01T00:00:00Z", wait=True)
@@ -181,7 +188,7 @@ def test_erase_removes_notes_links_history_and_summaries(mem: Memory, db_path: P
         mem.history(note_id, user_id="ana")
     with pytest.raises(NotFoundError):
         mem.summary(user_id="ana")
-    assert b"Joaquim" not in db_path.read_bytes()
+    assert b"Joaquim" not in stored_bytes(db_path)
     assert len(mem.notes(user_id="bob")) == 1
 
 
@@ -198,7 +205,7 @@ def test_notes_never_cross_tenants(mem: Memory) -> None:
 
 
 # -- the queue and the worker -----------------------------------------------------------
-def test_episodes_wait_in_a_durable_queue_that_another_process_can_drain(db_path: Path) -> None:
+def test_episodes_wait_in_a_durable_queue_that_another_process_can_drain(db_path: str) -> None:
     with Memory(db_path, config=SYNC) as first:
         first.add(["I adopted a cat named Miso.", "I started learning Portuguese."], user_id="ana")
         assert first.pending(user_id="ana") == 2 and first.notes(user_id="ana") == []
@@ -215,7 +222,7 @@ class FailingExtractor(RuleExtractor):
         raise RuntimeError("extractor crashed")
 
 
-def test_a_failing_batch_is_recorded_and_retried_and_never_loses_episodes(db_path: Path) -> None:
+def test_a_failing_batch_is_recorded_and_retried_and_never_loses_episodes(db_path: str) -> None:
     with Memory(db_path, config=SYNC) as mem:
         mem.add("I adopted a cat named Miso.", user_id="ana")
         assert mem._processor is not None
@@ -231,7 +238,7 @@ def test_a_failing_batch_is_recorded_and_retried_and_never_loses_episodes(db_pat
         assert mem.process().notes_created == 1 and mem.pending() == 0
 
 
-def test_background_worker_processes_after_add_returns(db_path: Path) -> None:
+def test_background_worker_processes_after_add_returns(db_path: str) -> None:
     cfg = MemoryConfig(embed=EmbedConfig(enabled=False), notes=NotesConfig(background=True))
     with Memory(db_path, config=cfg) as mem:
         mem.add("I adopted a cat named Miso.", user_id="ana")
@@ -241,7 +248,7 @@ def test_background_worker_processes_after_add_returns(db_path: Path) -> None:
         assert again.pending() == 0
 
 
-def test_two_workers_on_one_file_never_derive_a_note_twice(db_path: Path) -> None:
+def test_two_workers_on_one_file_never_derive_a_note_twice(db_path: str) -> None:
     with Memory(db_path, config=SYNC) as setup:
         for i in range(60):
             setup.add(f"I visited museum number {i} in Vienna.", user_id="ana", timestamp=f"2024-01-{i % 28 + 1:02d}")

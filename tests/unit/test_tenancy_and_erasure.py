@@ -1,4 +1,6 @@
-"""Tenancy is enforced in the store, and erase leaves no text in the files."""
+"""Tenancy is enforced in the store, and erase leaves no text behind: in SQLite's files
+(their raw bytes), in PostgreSQL's tables (every row; see tests/pg.stored_bytes for
+what VACUUM does not promise). Every test runs on both stores."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ import pytest
 from memstrata import Memory, MemoryConfig, NotFoundError
 from memstrata.config import EmbedConfig
 
+from ..pg import stored_bytes
 
-def _mem(path: Path, namespace: str = "default") -> Memory:
+
+def _mem(path: str, namespace: str = "default") -> Memory:
     return Memory(path, config=MemoryConfig(namespace=namespace, embed=EmbedConfig(enabled=False)))
 
 
-def test_no_method_crosses_users_or_namespaces(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
+def test_no_method_crosses_users_or_namespaces(tmp_path: Path, store_url: str) -> None:
+    path = store_url
     with _mem(path) as mem, _mem(path, namespace="acme") as acme:
         a = mem.add("alice likes quokkas", user_id="alice", session_id="shared")[0]
         b = mem.add("bob likes quokkas", user_id="bob", session_id="shared")[0]
@@ -57,18 +61,13 @@ def test_no_method_crosses_users_or_namespaces(tmp_path: Path) -> None:
         assert mem.get(b.id, user_id="bob") and acme.get(c.id, user_id="alice")
 
 
-def _raw_bytes(path: Path) -> bytes:
-    data = b""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        p = Path(str(path) + suffix)
-        if p.exists():
-            data += p.read_bytes()
-    return data
+def _raw_bytes(path: str) -> bytes:
+    return stored_bytes(path)
 
 
 @pytest.mark.parametrize("embed", [False, True])
-def test_erase_leaves_no_text_in_the_file_or_wal(tmp_path: Path, embed: bool, request: pytest.FixtureRequest) -> None:
-    path = tmp_path / "erase.db"
+def test_erase_leaves_no_text_in_the_file_or_wal(store_url: str, embed: bool, request: pytest.FixtureRequest) -> None:
+    path = store_url
     embedder = request.getfixturevalue("embedder") if embed else False
     cfg = MemoryConfig(embed=EmbedConfig(enabled=embed))
     marker_words = ["zanzibarquokka", "xylophonemarmalade", "quintessentialplatypus"]
@@ -90,8 +89,8 @@ def test_erase_leaves_no_text_in_the_file_or_wal(tmp_path: Path, embed: bool, re
         assert mem.store.integrity_check() == "ok"  # type: ignore[attr-defined]
 
 
-def test_delete_scrubs_the_deleted_text(tmp_path: Path) -> None:
-    path = tmp_path / "del.db"
+def test_delete_scrubs_the_deleted_text(store_url: str) -> None:
+    path = store_url
     with _mem(path) as mem:
         ep = mem.add("the vault code is hippogriff31415", user_id="u")[0]
         mem.add("keep me", user_id="u")

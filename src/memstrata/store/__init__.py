@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
 from .base import EpisodeDraft, Snapshot, Store, Tenant
 from .sqlite import SQLiteStore
 
@@ -30,4 +30,19 @@ def open_store(url_or_path: str | Path) -> Store:
     return SQLiteStore(text)
 
 
-__all__ = ["EpisodeDraft", "SQLiteStore", "Snapshot", "Store", "Tenant", "open_store"]
+def sqlite_file(url_or_path: str | Path) -> Path:
+    """The file of a SQLite store location (a path or ``sqlite:///path``), for the
+    commands that work on the file itself (backup, restore, verify-erased); any other URL
+    is refused with its password left out."""
+    text = str(url_or_path)
+    if text.startswith("sqlite:///"):
+        return Path(text[len("sqlite:///"):])
+    if "://" in text:
+        from .postgres_url import redact  # noqa: PLC0415
+
+        raise InvalidInputError(f"{redact(text)} is not a SQLite file: this command reads or copies the file "
+                                "itself (for PostgreSQL use the server's own tools, e.g. pg_dump)")
+    return Path(text)
+
+
+__all__ = ["EpisodeDraft", "SQLiteStore", "Snapshot", "Store", "Tenant", "open_store", "sqlite_file"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -43,6 +42,7 @@ from .base import EpisodeDraft, Snapshot, Tenant
 from .postgres_copy import PgCopyMixin
 from .postgres_notes import PgKeysMixin, PgNotesMixin
 from .postgres_schema import LATEST, MIGRATION_LOCK, MIGRATIONS
+from .postgres_url import redact
 from .sqlite import SESSION_KEY_ROLES, scope_token
 
 log = logging.getLogger("memstrata.store")
@@ -57,12 +57,6 @@ _HNSW_MAX_DIMS = 4000
 # Tables an erase deletes from (VACUUMed after it).
 _TENANT_TABLES = ("embeddings", "note_vectors", "note_sources", "links", "notes", "note_history", "summaries",
                   "pending", "episodes", "sessions", "tenants")
-
-
-def redact(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
-    url = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 def vec_literal(row: np.ndarray) -> str:
