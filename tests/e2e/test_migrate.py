@@ -19,7 +19,7 @@ from memstrata.config import EmbedConfig, NotesConfig
 from memstrata.errors import InvalidInputError
 from memstrata.migrate import encode_row, migrate, open_stores, redact, verify
 from memstrata.server.auth import KeyRing
-from memstrata.store import SQLiteStore, Tenant
+from memstrata.store import SQLiteStore, Tenant, open_store
 from memstrata.store.base import TABLES
 
 SYNC = MemoryConfig(notes=NotesConfig(background=False))
@@ -317,3 +317,61 @@ def test_reports_never_carry_a_password() -> None:
         "postgresql://me@db/mem?sslmode=require&password=***"
     assert redact("sqlite:////srv/memory.db") == "sqlite:////srv/memory.db"
 
+
+# -- PostgreSQL (a real server: tests/pg.py) --------------------------------------------------
+
+
+def _pg_memory(url: str, embedder: Any) -> Memory:
+    return Memory(config=SYNC, store=open_store(url), embedder=embedder)
+
+
+def _no_search(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in view.items() if k != "search"}
+
+
+def test_sqlite_to_postgres_and_back_is_lossless(source: dict[str, Any], pg_url: str, tmp_path: Path,
+                                                 embedder: Any) -> None:
+    # there through the CLI (a real process), back through the library
+    there = subprocess.run([sys.executable, "-m", "memstrata", "migrate", "--from", str(source["path"]),
+                            "--to", pg_url, "--batch", "4", "--json"], capture_output=True, text=True, timeout=180)
+    assert there.returncode == 0, there.stderr
+    out = json.loads(there.stdout)
+    assert out["ok"] and all(t["ok"] and t["target_rows"] > 0 for t in out["tables"])
+    assert ":***@" in out["target"] or "@" not in out["target"]  # no password in reports
+
+    back = tmp_path / "back.db"
+    s, t = open_stores(pg_url, str(back))
+    try:
+        report = migrate(s, t, batch=5)
+    finally:
+        s.close()
+        t.close()
+    assert report.ok
+    assert [c.source_sha256 for c in report.tables] == [c["source_sha256"] for c in out["tables"]]
+    assert [c.target_sha256 for c in report.tables] == [c["source_sha256"] for c in out["tables"]]
+    for table in TABLES:
+        a, b = _rows(source["path"], table), _rows(back, table)
+        assert (a == b) if table != "tenants" else ([r[:2] for r in a] == [r[:2] for r in b]), table
+
+    ns = source["namespace"]
+    with Memory(source["path"], config=SYNC, embedder=embedder) as m0, \
+            Memory(back, config=SYNC, embedder=embedder) as m2, _pg_memory(pg_url, embedder) as m1:
+        v0, v1, v2 = (_view(m, ns, tmp_path, name) for m, name in ((m0, "0"), (m1, "1"), (m2, "2")))
+        assert KeyRing(m1.store).verify(source["token"]) is not None
+    assert v0 == v2  # the round trip changes nothing a user sees, search results included
+    assert _no_search(v1) == _no_search(v0)  # notes, history, links, summaries, queue, keys, exports
+    assert all(v1["search"][q] for q in v0["search"] if v0["search"][q])  # PostgreSQL ranks by itself
+
+
+def test_a_postgres_target_that_is_not_empty_is_refused(source: dict[str, Any], pg_url: str,
+                                                        embedder: Any) -> None:
+    with _pg_memory(pg_url, embedder) as mem:
+        mem.add("already here", user_id="zoe", namespace="other")
+    s, t = open_stores(str(source["path"]), pg_url)
+    try:
+        with pytest.raises(StoreError, match=r"not empty \(rows in: tenants, sessions, episodes, embeddings, pending"):
+            migrate(s, t)
+        assert [r[2:4] for b in t.dump_table("episodes") for r in b] == [("other", "zoe")]  # nothing was written
+    finally:
+        s.close()
+        t.close()
