@@ -309,6 +309,18 @@ def test_cli_end_to_end(source: dict[str, Any], tmp_path: Path) -> None:
     missing = _cli("--from", str(tmp_path / "nope.db"), "--to", str(tmp_path / "x.db"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
+    # an empty target whose database alters what it is given: the copy "succeeds", the check does not
+    lossy = tmp_path / "lossy.db"
+    SQLiteStore(lossy).close()
+    conn = sqlite3.connect(lossy)
+    conn.execute("CREATE TRIGGER lossy AFTER INSERT ON note_history BEGIN "
+                 "UPDATE note_history SET detail = '{}' WHERE key = new.key AND new.key % 5 = 0; END")
+    conn.close()
+    bad = _cli("--from", str(source["path"]), "--to", str(lossy))
+    assert bad.returncode == 1
+    assert "verification failed: table(s) note_history differ" in bad.stderr
+    assert "MISMATCH" in bad.stdout and "verified: all" not in bad.stdout
+
 
 
 def test_reports_never_carry_a_password() -> None:
