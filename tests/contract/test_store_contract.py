@@ -531,3 +531,22 @@ def test_postgres_unreachable_or_unknown_database_is_a_clear_error(pg_url: str) 
     missing = pg_url.replace("/t", "/nosuchdb_t", 1)
     with pytest.raises(StoreError, match="nosuchdb"):
         open_store(missing)
+
+
+def test_lexical_budget_leaves_out_the_most_common_word(store: Store) -> None:
+    """Ranking every row that has a word most rows have costs time and buys nothing: over
+    the store's budget the most common words are left out, the rarest always kept."""
+    store.add_episodes(A, [draft(f"ordinary filler line {i}") for i in range(300)])
+    rare = store.add_episodes(A, [draft(f"ordinary zebracorn sighting {i}") for i in range(3)])
+    if isinstance(store, PostgresStore):  # its word statistics come from ANALYZE (autovacuum runs it)
+        import psycopg
+
+        with psycopg.connect(store.url, autocommit=True) as c:
+            c.execute("ANALYZE episodes")
+    both = ["ordinary", "zebracorn"]
+    assert len(store.lexical_turns(A, both, limit=500)) == 303  # within the budget: every match
+    store.lexical_budget = 50  # type: ignore[attr-defined]
+    hits = store.lexical_turns(A, both, limit=500)
+    assert sorted(k for k, _ in hits) == sorted(store.snapshot(A, None).keys[-3:].tolist())
+    assert {e.id for e in store.episodes_by_keys(A, [k for k, _ in hits]).values()} == {e.id for e in rare}
+    assert len(store.lexical_turns(A, ["ordinary"], limit=500)) == 303  # a lone word always stays

@@ -52,6 +52,8 @@ _EP_COLS = (
     "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata, e.written_by"
 )
 _EP_JOIN = "FROM episodes e JOIN sessions s ON s.key = e.session_key"
+# Postings a lexical query may rank before its most common words are left out (as in SQLite).
+LEXICAL_BUDGET = 10_000
 # pgvector indexes halfvec up to 4,000 dimensions; longer vectors are only scanned exactly.
 _HNSW_MAX_DIMS = 4000
 # Tables an erase deletes from (VACUUMed after it).
@@ -73,13 +75,16 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
     """A ``Store`` in a PostgreSQL database with pgvector (``postgresql://...``)."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0,
-                 exact_below: int = 20_000, session_key_roles: tuple[str, ...] = SESSION_KEY_ROLES) -> None:
+                 exact_below: int = 20_000, lexical_budget: int = LEXICAL_BUDGET,
+                 session_key_roles: tuple[str, ...] = SESSION_KEY_ROLES) -> None:
         self.url = url
         self._shown = redact(url)
         self._session_roles = list(session_key_roles)
         self._timeout_s = timeout_s
         self.exact_below = int(exact_below)
+        self.lexical_budget = int(lexical_budget)
         self._hnsw_dims: set[int] = set()
+        self._freqs: dict[str, tuple[float, dict[str, float]]] = {}
         # How dense_turns answered: "exact" scans, "hnsw" index scans, "short" index scans
         # that came back with fewer than asked and were answered exactly instead.
         self.dense_counts: Counter[str] = Counter()
@@ -442,14 +447,61 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                  limit: int) -> list[tuple[int, float]]:
         """Any of the words (each one a phrase query of its own, so no input is parsed as
         tsquery syntax), ranked by cover density normalised by document length; higher is
-        better. Ties go to the older row."""
+        better. Ties go to the older row. Very common words may be left out (``_budget``)."""
         with self._read() as cur:
+            words = self._budget(cur, table, words, tenant)
             rows = cur.execute(
                 f"WITH q AS (SELECT {or_query(len(words))} AS q) "
                 f"SELECT key, ts_rank_cd('{{1.0, 0.2, 0.5, 1.0}}', tsv, q.q, 1) AS score FROM {table}, q "  # noqa: S608
                 f"WHERE namespace=%s AND user_id=%s AND tsv @@ q.q{where} ORDER BY score DESC, key LIMIT %s",
                 (*words, tenant.namespace, tenant.user_id, *args, _limit(limit))).fetchall()
         return [(int(k), float(s)) for k, s in rows]
+
+    def _budget(self, cur: psycopg.Cursor[Any], table: str, words: list[str], tenant: Tenant) -> list[str]:
+        """Leave out the most common words when ranking every row that has any of them
+        would cost more than ``lexical_budget`` postings (the rarest word always stays),
+        as the SQLite store does: ts_rank_cd scores every matching row, and at 100k turns
+        a query with two very common words took 400-700 ms. A word's share of rows comes
+        from the planner's statistics of the tsvector column (most common lexemes, kept
+        by ANALYZE/autovacuum), times the tenant's row count; words not among them count
+        as rare. Returns the words kept, in their order."""
+        if len(words) < 2:
+            return words
+        freqs = self._lexeme_freqs(cur, table)
+        if not freqs:
+            return words
+        # A session document costs about as much to rank as its turns: count turns for both.
+        count = ("SELECT COALESCE(sum(n_episodes), 0) FROM sessions" if table in ("episodes", "sessions")
+                 else f"SELECT count(*) FROM {table}")  # noqa: S608 (a table name of ours)
+        rows = int(cur.execute(f"{count} WHERE namespace=%s AND user_id=%s",
+                               (tenant.namespace, tenant.user_id)).fetchone()[0])
+        if rows * max(freqs.values()) <= self.lexical_budget:
+            return words
+        lexemes = cur.execute("SELECT array(SELECT lexeme FROM unnest(to_tsvector('english', w))) "
+                              "FROM unnest(%s::text[]) WITH ORDINALITY AS u(w, i) ORDER BY i", (words,)).fetchall()
+        cost = [rows * min((freqs.get(x, 0.0) for x in lex), default=0.0) for (lex,) in lexemes]
+        keep: list[int] = []
+        total = 0.0
+        for i in sorted(range(len(words)), key=lambda i: (cost[i], words[i])):
+            if keep and total + cost[i] > self.lexical_budget:
+                break
+            keep.append(i)
+            total += cost[i]
+        return [words[i] for i in sorted(keep)]
+
+    def _lexeme_freqs(self, cur: psycopg.Cursor[Any], table: str) -> dict[str, float]:
+        """Share of rows holding each of the column's most common lexemes (pg_stats),
+        read at most once a minute per table."""
+        now = time.monotonic()
+        cached = self._freqs.get(table)
+        if cached is not None and now - cached[0] < 60.0:
+            return cached[1]
+        row = cur.execute("SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+                          "WHERE schemaname = current_schema() AND tablename = %s AND attname = 'tsv'",
+                          (table,)).fetchone()
+        freqs = dict(zip(row[0], row[1])) if row and row[0] else {}  # (the freqs end with 3 summary values)
+        self._freqs[table] = (now, freqs)
+        return freqs
 
     def snapshot(self, tenant: Tenant, model_id: str | None) -> Snapshot:
         key = (tenant.namespace, tenant.user_id)
