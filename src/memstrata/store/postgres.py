@@ -75,16 +75,18 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
     """A ``Store`` in a PostgreSQL database with pgvector (``postgresql://...``)."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0,
-                 exact_below: int = 20_000, lexical_budget: int = LEXICAL_BUDGET,
+                 exact_below: int = 20_000, ef_search: int = 40, lexical_budget: int = LEXICAL_BUDGET,
                  session_key_roles: tuple[str, ...] = SESSION_KEY_ROLES) -> None:
         self.url = url
         self._shown = redact(url)
         self._session_roles = list(session_key_roles)
         self._timeout_s = timeout_s
         self.exact_below = int(exact_below)
+        self.ef_search = int(ef_search)  # HNSW candidate list: at least this, and 2 x limit
         self.lexical_budget = int(lexical_budget)
         self._hnsw_dims: set[int] = set()
         self._freqs: dict[str, tuple[float, dict[str, float]]] = {}
+        self._vec_counts: dict[tuple[Tenant, str, int], tuple[int, int]] = {}
         # How dense_turns answered: "exact" scans, "hnsw" index scans, "short" index scans
         # that came back with fewer than asked and were answered exactly instead.
         self.dense_counts: Counter[str] = Counter()
@@ -555,17 +557,15 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
             args.append(to_micros(end))
         text = vec_literal(q)
         with self._read() as cur:
-            # How many vectors match, counted no further than the threshold (an index-only scan).
-            n = int(cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM embeddings WHERE {where} LIMIT %s) t",
-                                (*args, self.exact_below)).fetchone()[0])
+            n = self._vector_count(cur, tenant, model_id, dims, where, args, windowed=start is not None)
             if n == 0:
                 return []
             rows: list[tuple[Any, ...]] = []
-            indexed = False
+            exact = True
             if n >= self.exact_below and dims not in self._hnsw_dims:  # made by another process?
                 self._hnsw_dims.update(_hnsw_dims_of(cur.connection))
             if n >= self.exact_below and dims in self._hnsw_dims:
-                ef = min(1000, max(40, 2 * limit))
+                ef = min(1000, max(self.ef_search, 2 * limit))
                 cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                             "set_config('hnsw.ef_search', %s, true)", (str(ef),))
                 rows = cur.execute(
@@ -573,9 +573,12 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                     f"AS d FROM embeddings WHERE {where} ORDER BY d LIMIT %s) t ORDER BY d, k",
                     (text, *args, _limit(limit))).fetchall()
                 self.dense_counts["hnsw"] += 1
-                indexed = True
-            if len(rows) < min(limit, n):
-                self.dense_counts["short" if indexed else "exact"] += 1
+                exact = len(rows) < limit  # short: fewer than asked (n may count rows past ``end``)
+                if exact:
+                    self.dense_counts["short"] += 1
+            else:
+                self.dense_counts["exact"] += 1
+            if exact:
                 # Small tenant (or the index came back short): exact. ``vec`` without the
                 # dimension cast is not the indexed expression, so this never uses HNSW.
                 rows = cur.execute(
@@ -583,6 +586,29 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                     "ORDER BY vec <=> %s::halfvec, episode_key LIMIT %s", (text, *args, text, _limit(limit))
                 ).fetchall()
         return [(int(k), float(c)) for k, c in rows if c == c]  # zero vectors: NaN cosine, no neighbour
+
+    def _vector_count(self, cur: psycopg.Cursor[Any], tenant: Tenant, model_id: str, dims: int, where: str,
+                      args: list[Any], *, windowed: bool) -> int:
+        """How many of the tenant's vectors match, counted no further than ``exact_below``
+        (an index scan: ~5 ms for a big tenant). A query without a start time (most: the
+        retriever's end is 'now') uses the tenant's whole count instead, kept per
+        revision, and lets an index scan that comes back short fall back to exact."""
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM embeddings WHERE {{}} LIMIT %s) t"  # noqa: S608
+        if windowed:
+            return int(cur.execute(sql.format(where), (*args, self.exact_below)).fetchone()[0])
+        row = cur.execute("SELECT revision FROM tenants WHERE namespace=%s AND user_id=%s",
+                          (tenant.namespace, tenant.user_id)).fetchone()
+        key = (tenant, model_id, dims)
+        cached = self._vec_counts.get(key)
+        if row is not None and cached is not None and cached[0] == row[0]:
+            return cached[1]
+        n = int(cur.execute(sql.format(f"namespace=%s AND user_id=%s AND model_id=%s AND dims = {dims}"),
+                            (tenant.namespace, tenant.user_id, model_id, self.exact_below)).fetchone()[0])
+        if row is not None:
+            if len(self._vec_counts) > 10_000:
+                self._vec_counts.clear()
+            self._vec_counts[key] = (int(row[0]), n)
+        return n
 
     def export_rows(
         self, tenant: Tenant | None, namespace: str | None = None
