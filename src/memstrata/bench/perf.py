@@ -349,6 +349,7 @@ def measure(target: Any, size: int, *, pool: pc.Pool, qs: list[tuple[str, np.nda
             # Cold: the first search reads the tenant and builds its index.
             index_build_s = _timed(lambda: mem.search(texts[0], user_id="large", k=10)) / 1000
             mem.search(texts[1 % len(texts)], user_id="large", k=10)  # warm-up
+            load_avg = os.getloadavg()[0]  # other work on the machine shows up in every latency
             times = []
             for i, q in enumerate(texts):
                 times.append(_timed(lambda q=q: mem.search(q, user_id="large", k=10)))
@@ -377,7 +378,8 @@ def measure(target: Any, size: int, *, pool: pc.Pool, qs: list[tuple[str, np.nda
         "ann_recall@10_search_depth": recall[2], "search_depth": recall[3],
         "bytes_per_episode": round(disk / max(1, load.episodes), 1), "disk_mb": round(disk / 2**20, 1),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "server_rss_mb": server_rss, "cpu_count": os.cpu_count(), "seed": seed, "vectors": VECTORS_NOTE,
+        "server_rss_mb": server_rss, "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(load_avg, 2), "seed": seed, "vectors": VECTORS_NOTE,
     }
 
 
@@ -447,6 +449,19 @@ def _embedded_ingest(target: Any, pool: pc.Pool, size: int, tenant_share: float,
             "embed_ms_per_episode": round(real.seconds * 1000 / max(1, done), 2)}
 
 
+def code_version() -> str | None:
+    """``git describe --always --dirty`` of the checkout this module runs from, if any:
+    results from a tree with uncommitted changes say so."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 def query_embed_ms(texts: list[str]) -> float:
     """p50 of the real bundled embedder on single queries (fresh instance, no cache)."""
     from ..providers.embed import MiniLMEmbedder
@@ -504,6 +519,7 @@ def run(stores: list[str], sizes: list[int], *, store_url: str | None = None, qu
         pool = pc.Pool.load(wd, lambda texts: default_embedder().embed(texts))
         qs = pc.queries(pool, queries, seed)
         q_embed = query_embed_ms([t for t, _ in qs[:100]])
+        version = code_version()
         for store in stores:
             target = SqliteTarget(wd) if store == "sqlite" else PostgresTarget(wd, store_url)
             try:
@@ -511,6 +527,7 @@ def run(stores: list[str], sizes: list[int], *, store_url: str | None = None, qu
                     row = measure(target, size, pool=pool, qs=qs, tenant_share=tenant_share, seed=seed,
                                   embedded_sample=embedded_sample, progress=progress)
                     row["query_embed_ms_p50"] = q_embed
+                    row["code"] = version
                     results.append(row)
             finally:
                 target.close()
@@ -518,29 +535,32 @@ def run(stores: list[str], sizes: list[int], *, store_url: str | None = None, qu
 
 
 def render(rows: list[dict[str, Any]], console: Any) -> None:
-    """A readable table of the results (rich)."""
+    """A readable table of the results (rich): one column per (store, size), so it fits a
+    narrow terminal."""
     from rich.table import Table
 
-    def f(v: Any, spec: str = ",.1f") -> str:
-        return "-" if v is None else format(v, spec)
-
+    metrics = (("largest tenant", "largest_tenant", ","), ("ingest episodes/s", "ingest_eps", ",.0f"),
+               ("  with bundled embedder", "ingest_eps_embedded", ",.0f"),
+               ("index build (cold), s", "index_build_s", ".2f"), ("search p50, ms", "search_ms_p50", ".2f"),
+               ("search p95, ms", "search_ms_p95", ".2f"), ("search p99, ms", "search_ms_p99", ".2f"),
+               ("small tenants p50, ms", "small_tenant_search_ms_p50", ".2f"),
+               ("small tenants p95, ms", "small_tenant_search_ms_p95", ".2f"),
+               ("ANN recall@10", "ann_recall@10", ".4f"),
+               ("  top 10 of depth 200", "ann_recall@10_search_depth", ".4f"),
+               ("bytes/episode", "bytes_per_episode", ",.0f"), ("disk, MB", "disk_mb", ",.1f"),
+               ("peak RSS, MB", "rss_mb", ",.1f"), ("server memory, MB", "server_rss_mb", ",.1f"),
+               ("load average", "load_avg_1m", ".2f"))
     table = Table(title="memstrata bench perf (search on the largest tenant, k=10, query embedding excluded)")
-    for col in ("store", "size", "largest tenant", "ingest eps", "ingest eps (embedded)", "index build s",
-                "p50 ms", "p95 ms", "p99 ms", "small p50 ms", "ANN recall@10", "at depth", "bytes/episode", "disk MB",
-                "RSS MB", "server MB"):
-        table.add_column(col, justify="left" if col == "store" else "right")
+    table.add_column("", no_wrap=True)
     for r in rows:
-        table.add_row(r["store"], f(r["size"], ","), f(r["largest_tenant"], ","), f(r["ingest_eps"], ",.0f"),
-                      f(r["ingest_eps_embedded"], ",.0f"), f(r["index_build_s"], ".2f"), f(r["search_ms_p50"], ".2f"),
-                      f(r["search_ms_p95"], ".2f"), f(r["search_ms_p99"], ".2f"),
-                      f(r["small_tenant_search_ms_p50"], ".2f"), f(r["ann_recall@10"], ".4f"),
-                      f(r.get("ann_recall@10_search_depth"), ".4f"),
-                      f(r["bytes_per_episode"], ",.0f"), f(r["disk_mb"]), f(r["rss_mb"]), f(r["server_rss_mb"]))
+        table.add_column(f"{r['store']}\n{r['size']:,}", justify="right")
+    for name, key, spec in metrics:
+        table.add_row(name, *("-" if r.get(key) is None else format(r[key], spec) for r in rows))
     console.print(table)
     if rows:
         r = rows[0]
-        console.print(f"query embedding (bundled model, p50): {r['query_embed_ms_p50']} ms; cpus: {r['cpu_count']}; "
-                      f"vectors: {r['vectors']}")
+        console.print(f"query embedding with the bundled model, p50: {r['query_embed_ms_p50']} ms; "
+                      f"cpus: {r['cpu_count']}; vectors: {r['vectors']}")
 
 
 def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
