@@ -550,3 +550,20 @@ def test_lexical_budget_leaves_out_the_most_common_word(store: Store) -> None:
     assert sorted(k for k, _ in hits) == sorted(store.snapshot(A, None).keys[-3:].tolist())
     assert {e.id for e in store.episodes_by_keys(A, [k for k, _ in hits]).values()} == {e.id for e in rare}
     assert len(store.lexical_turns(A, ["ordinary"], limit=500)) == 303  # a lone word always stays
+
+
+def test_postgres_survives_the_server_dropping_its_connections(pg_url: str) -> None:
+    """A restart or an idle timeout kills pooled connections; the next call gets a new one."""
+    import psycopg
+
+    s = PostgresStore(pg_url, min_size=2)
+    try:
+        s.add_episodes(A, [draft("before")])
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            killed = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert killed >= 1
+        s.add_episodes(A, [draft("after")])
+        assert [e.content for e in s.list_episodes(A)] == ["before", "after"]
+    finally:
+        s.close()

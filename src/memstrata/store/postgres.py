@@ -100,8 +100,10 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                 self._migrate(first)
         finally:
             first.close()
+        # check: a pooled connection the server dropped (restart, idle timeout, failover) is
+        # replaced when it is taken, rather than failing the caller's first query.
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout_s,
-                                    open=False, name="memstrata")
+                                    open=False, name="memstrata", check=ConnectionPool.check_connection)
         try:
             self._pool.open(wait=True, timeout=timeout_s)
         except PoolTimeout as exc:
