@@ -567,3 +567,44 @@ def test_postgres_survives_the_server_dropping_its_connections(pg_url: str) -> N
         assert [e.content for e in s.list_episodes(A)] == ["before", "after"]
     finally:
         s.close()
+
+
+def test_postgres_stores_opening_an_empty_database_at_once_migrate_it_once() -> None:
+    """Each open runs the migrations under an advisory lock: opens racing on a new
+    database all succeed, and the schema is made once."""
+    import threading
+
+    import psycopg
+
+    from memstrata.store.postgres_schema import LATEST
+    from tests.pg import server
+
+    srv = server()
+    name = f"empty_{threading.get_ident()}"
+    with psycopg.connect(srv.admin_url, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")  # from template1: no tables, no extension
+    url = srv.url(name)
+    try:
+        opened: list[PostgresStore] = []
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            try:
+                opened.append(PostgresStore(url))
+            except BaseException as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(opened) == 5
+        assert {s.schema_version for s in opened} == {LATEST}
+        opened[0].add_episodes(A, [draft("works")])
+        assert [e.content for e in opened[4].list_episodes(A)] == ["works"]
+        for s in opened:
+            s.close()
+    finally:
+        with psycopg.connect(srv.admin_url, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
