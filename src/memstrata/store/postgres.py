@@ -52,8 +52,9 @@ _EP_COLS = (
     "e.speaker, e.content, e.event_time, e.ingest_time, e.metadata, e.written_by"
 )
 _EP_JOIN = "FROM episodes e JOIN sessions s ON s.key = e.session_key"
-# Postings a lexical query may rank before its most common words are left out (as in SQLite).
-LEXICAL_BUDGET = 10_000
+# Postings a lexical query may rank before its most common words are left out (as in SQLite,
+# whose budget is 10,000 at ~2.5 us a posting): BM25 in SQL costs ~8 us a posting here.
+LEXICAL_BUDGET = 5_000
 # pgvector indexes halfvec up to 4,000 dimensions; longer vectors are only scanned exactly.
 _HNSW_MAX_DIMS = 4000
 # Tables an erase deletes from (VACUUMed after it).
@@ -450,15 +451,36 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
     def _lexical(self, table: str, words: list[str], tenant: Tenant, where: str, args: list[Any],
                  limit: int) -> list[tuple[int, float]]:
         """Any of the words (each one a phrase query of its own, so no input is parsed as
-        tsquery syntax), ranked by cover density normalised by document length; higher is
-        better. Ties go to the older row. Very common words may be left out (``_budget``)."""
+        tsquery syntax), ranked by BM25 (k1 1.2, b 0.75, as SQLite's FTS5); higher is
+        better, ties to the older row. Very common words may be left out (``_budget``).
+
+        The GIN index finds the rows with any word; BM25 is computed over them in SQL:
+        term frequencies from the rows' tsvectors, document frequencies and N from the
+        tenant (FTS5 takes them from the whole file), document length as the tsvector's
+        lexeme count over its mean among the matches. ts_rank_cd (no idf) was measured
+        first: LoCoMo evidence recall@10, lexical only, 0.644 against SQLite's 0.748."""
+        weight = "(SELECT sum(CASE w WHEN 'B' THEN 0.5 ELSE 1.0 END) FROM unnest(u.weights) AS w)" \
+            if table == "notes" else "cardinality(u.positions)"
+        turns = "SELECT COALESCE(sum(n_episodes), 0) FROM sessions" if table in ("episodes", "sessions") \
+            else f"SELECT count(*) FROM {table}"  # noqa: S608 (a table name of ours)
         with self._read() as cur:
             words = self._budget(cur, table, words, tenant)
             rows = cur.execute(
-                f"WITH q AS (SELECT {or_query(len(words))} AS q) "
-                f"SELECT key, ts_rank_cd('{{1.0, 0.2, 0.5, 1.0}}', tsv, q.q, 1) AS score FROM {table}, q "  # noqa: S608
-                f"WHERE namespace=%s AND user_id=%s AND tsv @@ q.q{where} ORDER BY score DESC, key LIMIT %s",
-                (*words, tenant.namespace, tenant.user_id, *args, _limit(limit))).fetchall()
+                f"WITH q AS (SELECT {or_query(len(words))} AS q), "
+                "lex AS (SELECT array_agg(DISTINCT l) AS ls FROM unnest(%s::text[]) AS w, "
+                "unnest(tsvector_to_array(to_tsvector('english', w))) AS l), "
+                f"cand AS MATERIALIZED (SELECT key, tsv, length(tsv) AS len FROM {table}, q "  # noqa: S608
+                f"WHERE namespace=%s AND user_id=%s AND tsv @@ q.q{where}), "
+                f"hits AS (SELECT c.key, c.len, u.lexeme, {weight} AS tf FROM cand c, unnest(c.tsv) AS u, lex "
+                "WHERE u.lexeme = ANY(lex.ls)), "
+                "df AS (SELECT lexeme, count(*) AS n FROM hits GROUP BY lexeme), "
+                f"st AS (SELECT GREATEST(({turns} WHERE namespace=%s AND user_id=%s), "
+                "(SELECT count(*) FROM cand), 1) AS n, GREATEST((SELECT avg(len) FROM cand), 1) AS avglen) "
+                "SELECT h.key, sum(ln(1 + (st.n - df.n + 0.5) / (df.n + 0.5)) * h.tf * 2.2 "
+                "/ (h.tf + 1.2 * (0.25 + 0.75 * h.len / st.avglen))) AS score "
+                "FROM hits h JOIN df USING (lexeme), st GROUP BY h.key ORDER BY score DESC, h.key LIMIT %s",
+                (*words, words, tenant.namespace, tenant.user_id, *args, tenant.namespace, tenant.user_id,
+                 _limit(limit))).fetchall()
         return [(int(k), float(s)) for k, s in rows]
 
     def _budget(self, cur: psycopg.Cursor[Any], table: str, words: list[str], tenant: Tenant) -> list[str]:
