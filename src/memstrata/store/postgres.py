@@ -76,14 +76,17 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
     """A ``Store`` in a PostgreSQL database with pgvector (``postgresql://...``)."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0,
-                 exact_below: int = 20_000, ef_search: int = 40, lexical_budget: int = LEXICAL_BUDGET,
+                 exact_below: int = 20_000, ef_search: int = 800, lexical_budget: int = LEXICAL_BUDGET,
                  session_key_roles: tuple[str, ...] = SESSION_KEY_ROLES) -> None:
         self.url = url
         self._shown = redact(url)
         self._session_roles = list(session_key_roles)
         self._timeout_s = timeout_s
         self.exact_below = int(exact_below)
-        self.ef_search = int(ef_search)  # HNSW candidate list: at least this, and 2 x limit
+        # HNSW candidate list: at least this, and 2 x limit. A tenant filter keeps only part
+        # of what the graph walk visits: on bench perf's 50k-of-100k tenant, recall@10 was
+        # 0.68 at 40, 0.88 at 200, 0.93 at 400, 0.97 at 800 (5.2 ms), 0.98 at 1000.
+        self.ef_search = int(ef_search)
         self.lexical_budget = int(lexical_budget)
         self._hnsw_dims: set[int] = set()
         self._freqs: dict[str, tuple[float, dict[str, float]]] = {}
