@@ -68,3 +68,11 @@ def test_tokens_follow_the_index_tokenizer() -> None:
     assert tokens("Café") == ("cafe",)
     assert tokens('foo:* "bar"') == ("foo", "bar")
     assert tokens("!!!") == ()
+
+
+def test_a_term_no_row_has_is_never_the_only_one_kept(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "z.db", lexical_budget=50)
+    _fill(store)
+    found = store.lexical_turns(A, ["weather", "xylophone"], limit=500)  # xylophone: in no row
+    assert len(found) == 200
+    store.close()

@@ -512,7 +512,9 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         keep: list[int] = []
         total = 0.0
         for i in sorted(range(len(words)), key=lambda i: (cost[i], words[i])):
-            if keep and total + cost[i] > self.lexical_budget:
+            # Keep going until a word expected to match something is in (a word that
+            # matches nothing must not be the one that stays).
+            if total > 0 and total + cost[i] > self.lexical_budget:
                 break
             keep.append(i)
             total += cost[i]

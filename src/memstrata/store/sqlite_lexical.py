@@ -107,7 +107,9 @@ def plan(c: sqlite3.Connection, table: str, terms: Sequence[str], budget: int, s
     keep: set[str] = set()
     spent = 0
     for t in sorted(terms, key=lambda t: (cost[t], t)):
-        if keep and spent + cost[t] > budget:
+        # Keep going until a term that matches something is in (a term of no row must
+        # not be the one that stays: the query would find nothing).
+        if spent > 0 and spent + cost[t] > budget:
             break
         keep.add(t)
         spent += cost[t]
