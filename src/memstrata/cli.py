@@ -25,7 +25,8 @@ from rich.text import Text
 from .config import EmbedConfig, Limits, MemoryConfig, RetrievalConfig
 from .errors import InvalidFileError, InvalidInputError, MemstrataError
 from .ingest.normalize import check_id, load_json, normalize_messages
-from .memory import Memory, default_path
+from .memory import Memory, default_store
+from .store import sqlite_file
 from .timeutil import fmt_time
 
 app = typer.Typer(help="memstrata: long-term memory for LLM agents.", no_args_is_help=True,
@@ -36,7 +37,14 @@ app.add_typer(bench_app, name="bench")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one error, one line, however narrow the terminal
 
-DbOpt = typer.Option(None, "--db", envvar="MEMSTRATA_PATH", help="SQLite file (default: user data dir).")
+def _store_location(text: str) -> "Path | str":
+    """--db: a SQLite file path, or a store URL (postgresql://...) kept as text (a Path
+    would fold its '//')."""
+    return text if "://" in text else Path(text)
+
+
+DbOpt = typer.Option(None, "--db", envvar=["MEMSTRATA_STORE_URL", "MEMSTRATA_PATH"], parser=_store_location,
+                     help="SQLite file or postgresql:// URL (default: $MEMSTRATA_STORE_URL, else the user data dir).")
 NsOpt = typer.Option(None, "--namespace", "-n", envvar="MEMSTRATA_NAMESPACE", help="Tenant namespace.")
 UserOpt = typer.Option(..., "--user", "-u", help="User id the records belong to.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for machines.")
@@ -82,7 +90,7 @@ def _memory(db: Optional[Path], namespace: Optional[str], no_embed: bool = False
     # A CLI command is short-lived: notes are derived in the foreground (add, ingest,
     # process), never by a worker thread that the command's exit would cut short.
     config = replace(config, notes=replace(config.notes, background=False))
-    return Memory(db if db is not None else default_path(), config=config)
+    return Memory(db if db is not None else default_store(), config=config)
 
 
 DeferOpt = typer.Option(False, "--defer-notes", help="Store only; derive notes later with `memstrata process`.")
@@ -475,7 +483,7 @@ def keys_create(
     with _errors():
         if not admin and not namespace:
             raise InvalidInputError("a data key needs --namespace (or pass --admin for a key-managing key)")
-        store = open_store(db if db is not None else default_path())
+        store = open_store(db if db is not None else default_store())
         try:
             issued = KeyRing(store).create(namespace=namespace, user_id=user, admin=admin, label=label)
         finally:
@@ -495,7 +503,7 @@ def keys_list(db: Optional[Path] = DbOpt, as_json: bool = JsonOpt) -> None:
     from .store import open_store
 
     with _errors():
-        store = open_store(db if db is not None else default_path())
+        store = open_store(db if db is not None else default_store())
         try:
             keys = KeyRing(store).list()
         finally:
@@ -517,7 +525,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (from keys li
     from .store import open_store
 
     with _errors():
-        store = open_store(db if db is not None else default_path())
+        store = open_store(db if db is not None else default_store())
         try:
             key = KeyRing(store).revoke(key_id)
         finally:
@@ -530,7 +538,7 @@ def _server_memory(db: Optional[Path], no_embed: bool) -> Memory:
     config = MemoryConfig.from_env()
     if no_embed:
         config = replace(config, embed=replace(config.embed, enabled=False))
-    return Memory(db if db is not None else default_path(), config=config)
+    return Memory(db if db is not None else default_store(), config=config)
 
 
 @app.command()
@@ -839,7 +847,7 @@ def verify_erased(
     from .store.base import Tenant
 
     with _errors():
-        path = db if db is not None else default_path()
+        path = sqlite_file(db if db is not None else default_store())
         if not Path(path).is_file():
             raise InvalidInputError(f"no store at {str(path)!r}")
         ns = namespace or MemoryConfig.from_env().namespace
@@ -868,7 +876,7 @@ def backup(
     from .store.sqlite_backup import backup as do_backup
 
     with _errors():
-        r = do_backup(db if db is not None else default_path(), dest, force=force)
+        r = do_backup(sqlite_file(db if db is not None else default_store()), dest, force=force)
     if as_json:
         _print_json(r)
     else:
@@ -887,7 +895,8 @@ def restore(
     first; refused while any process (a server) has the store open."""
     from .store.sqlite_backup import restore as do_restore
 
-    target = db if db is not None else default_path()
+    with _errors():
+        target = sqlite_file(db if db is not None else default_store())
     if not yes and not typer.confirm(f"Replace {str(target)!r} with {str(src)!r}?"):
         raise typer.Exit(1)
     with _errors():
@@ -938,17 +947,21 @@ def bench_procs(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     delete_share: float = typer.Option(0.1, "--delete-share", help="Share of writer calls that delete one of "
                                        "the writer's acknowledged turns instead of adding (0-0.5)."),
-    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Directory for the SQLite file (default: a temp "
-                                          "directory, removed afterwards)."),
+    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Directory for the SQLite file and the ack logs "
+                                          "(default: a temp directory, removed afterwards)."),
+    store: Optional[str] = typer.Option(None, "--store", help="sqlite (default: a new file) or postgres (without "
+                                        "--store-url: a throwaway embedded PostgreSQL, stopped afterwards)."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="Run on this store instead, e.g. "
+                                            "postgresql://user:pw@host/db; it must not hold namespaces n0, n1, ..."),
     as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
 ) -> None:
-    """Concurrency: writer and reader processes on one SQLite file and many tenants; ops/s, errors,
-    lost, duplicated and cross-tenant records. Exits 1 if any is not 0."""
+    """Concurrency: writer and reader processes on one store (SQLite file or PostgreSQL) and many
+    tenants; ops/s, errors, lost, duplicated and cross-tenant records. Exits 1 if any is not 0."""
     from .bench import procs
 
     with _errors():
         result = procs.run(writers=writers, readers=readers, seconds=seconds, namespaces=namespaces, users=users,
-                           seed=seed, delete_share=delete_share, db_dir=db_dir,
+                           seed=seed, delete_share=delete_share, db_dir=db_dir, store=store, store_url=store_url,
                            log=lambda msg: err.print(msg, markup=False))
     if out_file:
         out_file.write_text(json.dumps(result, indent=2) + "\n")
@@ -1068,6 +1081,62 @@ def migrate_command(
         raise typer.Exit(1)
     if not as_json:
         out.print(f"verified: all {len(report.tables)} tables have equal row counts and SHA-256 checksums")
+
+
+@bench_app.command("perf")
+def bench_perf(
+    store: str = typer.Option("sqlite", "--store", help="sqlite, postgres, or both: sqlite,postgres."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="PostgreSQL server to use (the run creates and "
+                                            "drops its own databases on it); default: a throwaway embedded one."),
+    sizes: str = typer.Option("10000,100000", "--sizes", help="Episode counts, comma-separated, e.g. "
+                              "10000,100000,1000000."),
+    queries: int = typer.Option(200, "--queries", help="Timed searches per size."),
+    tenant_share: float = typer.Option(0.5, "--tenant-share", help="Share of the episodes in the one large tenant."),
+    seed: int = typer.Option(1, "--seed", help="Corpus seed."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="SQLite files and the embedded vocabulary cache "
+                                           "(default: the memstrata cache dir)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw search latency against size as SVG."),
+    from_json: Optional[list[Path]] = typer.Option(None, "--from-json", help="Do not run: read earlier --json "
+                                                   "output(s) (repeatable), e.g. to --plot them together."),
+    as_json: bool = JsonOpt, out_file: Optional[Path] = _Out,
+) -> None:
+    """How cost grows with memory size: ingest rate, search latency p50/p95/p99 on the largest
+    tenant, ANN recall@10 against exact search, bytes per episode, memory; per store and size.
+    Turn vectors are synthesized from a once-embedded vocabulary (see memstrata.bench.perf)."""
+    from .bench import perf, perf_svg
+
+    with _errors():
+        if from_json:
+            rows = perf.load_results(from_json)
+        else:
+            stores, size_list = perf.parse_stores(store), perf.parse_sizes(sizes)
+            if as_json:
+                rows = perf.run(stores, size_list, store_url=store_url, queries=queries, tenant_share=tenant_share,
+                                seed=seed, workdir=workdir)
+            else:
+                with _progress() as bar:
+                    tasks: dict[str, Any] = {}
+
+                    def progress(label: str, done: int, total: int) -> None:
+                        if label not in tasks:
+                            tasks[label] = bar.add_task(label, total=total)
+                        bar.update(tasks[label], completed=done, total=total)
+
+                    rows = perf.run(stores, size_list, store_url=store_url, queries=queries,
+                                    tenant_share=tenant_share, seed=seed, workdir=workdir, progress=progress)
+        if plot:
+            try:
+                plot.write_text(perf_svg.render(rows))
+            except (ValueError, OSError) as exc:
+                raise InvalidInputError(f"cannot write the plot {plot}: {exc}") from exc
+    if out_file:
+        out_file.write_text(json.dumps(rows, indent=2) + "\n")
+    if as_json:
+        _print_json(rows)
+    else:
+        perf.render(rows, out)
+        if plot:
+            out.print(f"plot: {plot}")
 
 
 def main() -> None:
