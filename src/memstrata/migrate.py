@@ -136,6 +136,12 @@ def migrate(source: Store, target: Store, *, batch: int = 5000, progress: Progre
     copied: dict[str, int] = {}
     for table in TABLES:
         copied[table] = _copy_table(source, target, table, batch, notify)
+    try:  # indexes the target deferred while loading (PostgreSQL: HNSW), counted in the copy time
+        target.finish_load()
+    except MemstrataError as exc:
+        raise StoreError(f"migrate copied every row but could not build the target's indexes: {exc}; "
+                         "search on the target is correct but slower until they exist "
+                         "(the next write of vectors builds them)") from exc
     copy_seconds = time.perf_counter() - started
     started = time.perf_counter()
     checks = verify(source, target, batch=batch, progress=progress, expected=copied)

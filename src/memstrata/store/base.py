@@ -334,6 +334,11 @@ class Store(Protocol):
         (full text, vector) are kept in step. Meant for an empty store."""
         ...
 
+    def finish_load(self) -> None:
+        """Build what ``load_table`` deferred (PostgreSQL: the HNSW index); call once after
+        the last ``load_table``. Search is correct before, only slower."""
+        ...
+
     # -- API keys of the servers (not tenant data: the server's own credentials) ----
     def put_api_key(self, key: ApiKey, secret_hash: str) -> None: ...
 

@@ -194,15 +194,18 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         cur.execute("UPDATE tenants SET revision = revision + 1 WHERE namespace=%s AND user_id=%s",
                     (tenant.namespace, tenant.user_id))
 
-    def _ensure_hnsw(self, dims: int) -> None:
+    def _ensure_hnsw(self, dims: int, *, work_mem: str | None = None) -> None:
         """The HNSW index of this dimension, made when its first vectors arrive. Its own
         short transaction under an advisory lock: concurrent makers would otherwise race
-        on the index name."""
+        on the index name. ``work_mem``: maintenance_work_mem for building it over rows
+        already there (finish_load)."""
         if dims in self._hnsw_dims or dims > _HNSW_MAX_DIMS or dims < 1:
             return
         with self._hnsw_lock, self._translate("create vector index"), self._pool.connection() as conn, \
                 conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
+            if work_mem is not None:
+                conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (work_mem,))
             conn.execute(
                 f"CREATE INDEX IF NOT EXISTS embeddings_hnsw_{dims} ON embeddings USING hnsw "
                 f"((vec::halfvec({dims})) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64) "

@@ -66,6 +66,8 @@ def missing_sqlite_file(url: str) -> str | None:
 
 
 class CopyMixin:
+    def finish_load(self) -> None:
+        """Nothing is deferred in SQLite: FTS5 is kept in step by the insert triggers."""
     def dump_table(self, table: str, *, batch: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
         cols = columns_of(table)
         if batch < 1:
