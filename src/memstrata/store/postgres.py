@@ -43,6 +43,7 @@ from .postgres_copy import PgCopyMixin
 from .postgres_notes import PgKeysMixin, PgNotesMixin
 from .postgres_schema import LATEST, MIGRATION_LOCK, MIGRATIONS
 from .postgres_url import redact
+from .rows import episode as _episode
 from .sqlite import SESSION_KEY_ROLES, scope_token
 
 log = logging.getLogger("memstrata.store")
@@ -719,10 +720,3 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _episode(row: Sequence[Any]) -> Episode:
-    return Episode(
-        id=row[1], namespace=row[2], user_id=row[3], agent_id=row[4], session_id=row[5],
-        position=int(row[6]), role=row[7], speaker=row[8], content=row[9],
-        event_time=from_micros(row[10]), ingest_time=from_micros(row[11]), metadata=json.loads(row[12]),
-        written_by=row[13],
-    )

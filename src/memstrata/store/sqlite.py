@@ -36,6 +36,7 @@ from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
 from .migrations import LATEST, MIGRATIONS
 from .sqlite_copy import CopyMixin
+from .rows import episode as _episode
 from .sqlite_keys import KeysMixin
 from .sqlite_lexical import DEFAULT_BUDGET, DfCache, create_vocabs, plan
 from .sqlite_notes import NotesMixin
@@ -663,13 +664,6 @@ def _chunked(c: sqlite3.Connection, sql: str, ids: Sequence[Any], prefix: tuple[
     return out
 
 
-def _episode(row: Sequence[Any]) -> Episode:
-    return Episode(
-        id=row[1], namespace=row[2], user_id=row[3], agent_id=row[4], session_id=row[5],
-        position=row[6], role=row[7], speaker=row[8], content=row[9],
-        event_time=from_micros(row[10]), ingest_time=from_micros(row[11]), metadata=json.loads(row[12]),
-        written_by=row[13],
-    )
 
 
 def _match_expr(tenant: Tenant, terms: Sequence[str], column: str, *, scoped: bool = True) -> str | None:

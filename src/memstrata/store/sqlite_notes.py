@@ -17,12 +17,11 @@ from ..errors import ConflictError
 from ..model import Episode, Link, Note, NoteChange, Summary
 from ..timeutil import from_micros, to_micros
 from .base import NoteSnapshot, NoteWrite, Tenant
+from .rows import note_snapshot
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-_I64_MIN = np.iinfo(np.int64).min
-_I64_MAX = np.iinfo(np.int64).max
 _NOTE_COLS = (
     "n.key, n.id, n.namespace, n.user_id, n.content, n.context, n.keywords, n.tags, n.entities, "
     "n.subject, n.slot, n.value, n.importance, n.valid_from, n.valid_to, n.status, "
@@ -269,43 +268,7 @@ class NotesMixin:
                     "WHERE n.namespace=? AND n.user_id=?", key).fetchall()
             finally:
                 c.execute("COMMIT")
-        n = len(rows)
-        keys = np.fromiter((r[0] for r in rows), np.int64, n)
-        row_of = {int(k): i for i, k in enumerate(keys)}
-        counts = np.zeros(n + 1, np.int64)
-        for note_key, _ in src:
-            counts[row_of[note_key] + 1] += 1
-        vec_rows = [i for i, r in enumerate(rows) if r[15] is not None]
-        if vec_rows:
-            vectors = np.frombuffer(b"".join(rows[i][15] for i in vec_rows), np.float16).reshape(
-                len(vec_rows), -1).astype(np.float32)
-        else:
-            vectors = np.zeros((0, 0), np.float32)
-        link_pairs = [(row_of[s], row_of[t]) for s, t, _ in links if s in row_of and t in row_of]
-        return NoteSnapshot(
-            revision=revision,
-            keys=keys,
-            ids=tuple(r[1] for r in rows),
-            active=np.fromiter((r[2] == "active" for r in rows), bool, n),
-            valid_from=np.fromiter((_I64_MIN if r[3] is None else r[3] for r in rows), np.int64, n),
-            valid_to=np.fromiter((_I64_MAX if r[4] is None else r[4] for r in rows), np.int64, n),
-            importance=np.fromiter((r[5] for r in rows), np.float64, n),
-            recall_count=np.fromiter((r[6] for r in rows), np.int64, n),
-            reinforced=np.fromiter((0 if r[7] is None else r[7] for r in rows), np.int64, n),
-            subjects=tuple(r[8] for r in rows),
-            slots=tuple(r[9] for r in rows),
-            values=tuple(r[10] for r in rows),
-            norms=tuple(r[11] for r in rows),
-            negated=np.fromiter((bool(r[12]) for r in rows), bool, n),
-            entities=tuple(tuple(json.loads(r[13])) for r in rows),
-            keywords=tuple(tuple(r[14].split()) for r in rows),
-            source_ptr=np.cumsum(counts),
-            source_keys=np.fromiter((e for _, e in src), np.int64, len(src)),
-            vectors=vectors,
-            vector_rows=np.asarray(vec_rows, np.int64),
-            links=np.asarray(link_pairs, np.int64).reshape(-1, 2),
-            link_kinds=tuple(k for s, t, k in links if s in row_of and t in row_of),
-        )
+        return note_snapshot(revision, rows, src, links)
 
     def get_notes(self, tenant: Tenant, note_ids: Sequence[str] | None = None, *,
                   keys: Sequence[int] | None = None, status: str | None = None,
