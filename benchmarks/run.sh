@@ -24,6 +24,6 @@ $M bench serve --duration 60 --path "$DATA/locomo_dev.json.gz" --out "$OUT/serve
 $M bench fuzz --seconds 120 --seed 1 --crash-dir fuzz-crashes --out "$OUT/fuzz_120s.json"
 # Cost against memory size (issue #5): synthetic conversational memory (composed vectors),
 # a fresh store per size; PostgreSQL on a throwaway embedded server. Then the plot.
-$M bench perf --store sqlite --sizes 10000,100000 --json --out "$OUT/perf_sqlite.json" > /dev/null
-$M bench perf --store postgres --sizes 10000,100000 --json --out "$OUT/perf_postgres.json" > /dev/null
+$M bench perf --store sqlite --sizes 10000,100000,1000000 --json --out "$OUT/perf_sqlite.json" > /dev/null
+$M bench perf --store postgres --sizes 10000,100000,1000000 --json --out "$OUT/perf_postgres.json" > /dev/null
 $M bench perf --from-json "$OUT/perf_sqlite.json" --from-json "$OUT/perf_postgres.json" --plot "$OUT/perf_latency.svg" --json > /dev/null
