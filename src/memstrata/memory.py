@@ -347,7 +347,8 @@ class Memory:
         hits = self.search(query, user_id=user_id, k=k, unit="turn", as_of=as_of, start=start, end=end,
                            variant=variant, namespace=namespace)
         tenant = self._tenant(user_id, namespace)
-        return pack(hits, lambda episode_id: self.store.neighbours(tenant, episode_id, radius=1), max_tokens,
+        windows = self.store.neighbours_many(tenant, [h.episode_id for h in hits], radius=1) if hits else {}
+        return pack(hits, lambda episode_id: windows.get(episode_id, []), max_tokens,
                     include_flagged=bool(include_flagged))
 
     def stats(self, *, user_id: str | None = None, namespace: str | None = None) -> Stats:

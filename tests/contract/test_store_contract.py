@@ -608,3 +608,18 @@ def test_postgres_stores_opening_an_empty_database_at_once_migrate_it_once() -> 
     finally:
         with psycopg.connect(srv.admin_url, autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_neighbours_many_matches_neighbours_one_by_one(store: Store) -> None:
+    eps = store.add_episodes(A, [draft(f"turn {i}") for i in range(8)])
+    other = store.add_episodes(A, [draft(f"other {i}", session="s2") for i in range(3)])
+    store.delete_episodes(A, [eps[3].id])            # a gap: the window skips it
+    foreign = store.add_episodes(B, [draft("b's turn")])
+    ids = [eps[2].id, eps[4].id, eps[0].id, other[1].id, eps[3].id, foreign[0].id, "nope", eps[2].id]
+    for radius in (1, 2):
+        many = store.neighbours_many(A, ids, radius=radius)
+        one = {i: store.neighbours(A, i, radius=radius) for i in ids}
+        assert many == {i: w for i, w in one.items() if w}
+        assert eps[3].id not in many and foreign[0].id not in many and "nope" not in many
+    assert [e.content for e in store.neighbours_many(A, [eps[4].id])[eps[4].id]] == ["turn 2", "turn 4", "turn 5"]
+    assert store.neighbours_many(A, []) == {}

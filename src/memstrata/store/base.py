@@ -211,6 +211,12 @@ class Store(Protocol):
         in position order ([] if the episode is not the tenant's)."""
         ...
 
+    def neighbours_many(self, tenant: Tenant, episode_ids: Sequence[str], *,
+                        radius: int = 1) -> dict[str, list[Episode]]:
+        """``neighbours`` for many episodes at once (one round trip where the store is a
+        server): episode id -> its window; ids that are not the tenant's are left out."""
+        ...
+
     def delete_episodes(self, tenant: Tenant, episode_ids: Sequence[str]) -> int:
         """Delete these episodes (and everything derived from them); returns how many."""
         ...

@@ -479,6 +479,15 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
                              (row[0], row[1], radius + 1)).fetchall()
         return [_episode(r) for r in [*reversed(before), *rest]]
 
+    def neighbours_many(self, tenant: Tenant, episode_ids: Sequence[str], *,
+                        radius: int = 1) -> dict[str, list[Episode]]:
+        out = {}
+        for episode_id in dict.fromkeys(episode_ids):  # in-process: a query each costs microseconds
+            window = self.neighbours(tenant, episode_id, radius=radius)
+            if window:
+                out[episode_id] = window
+        return out
+
     def lexical_turns(
         self, tenant: Tenant, terms: Sequence[str], *, limit: int,
         start: datetime | None = None, end: datetime | None = None,
