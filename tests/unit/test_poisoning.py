@@ -145,6 +145,8 @@ def test_a_version_3_file_upgrades_in_place(tmp_path: Path) -> None:
         ep = mem.add("I keep my bike in the hallway", user_id="ana")[0]
     conn = sqlite3.connect(path)  # make it exactly what version 3 wrote: no written_by column
     conn.execute("ALTER TABLE episodes DROP COLUMN written_by")
+    for index in ("episodes_tenant_key", "sessions_tenant_key", "notes_tenant_key"):  # version 5's
+        conn.execute(f"DROP INDEX {index}")
     conn.execute("PRAGMA user_version=3")
     conn.commit()
     conn.close()
@@ -154,6 +156,7 @@ def test_a_version_3_file_upgrades_in_place(tmp_path: Path) -> None:
         assert mem.search("bike", user_id="ana")[0].episode_id == ep.id
         assert mem.add("new turn", user_id="ana")[0].written_by == "python"
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] >= 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] >= 5
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_tenant_key'").fetchone()[0] == 3
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()

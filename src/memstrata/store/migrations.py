@@ -242,6 +242,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE episodes ADD COLUMN written_by TEXT NOT NULL DEFAULT '';
     """,
+    # 5: a tenant's newest row in O(log n): the lexical cost budget (sqlite_lexical.py)
+    #    scores a very common word over the postings of the tenant's most recent rows.
+    """
+    CREATE INDEX episodes_tenant_key ON episodes (namespace, user_id, key);
+    CREATE INDEX sessions_tenant_key ON sessions (namespace, user_id, key);
+    CREATE INDEX notes_tenant_key ON notes (namespace, user_id, key);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

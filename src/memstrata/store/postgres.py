@@ -493,7 +493,10 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         turns = "SELECT COALESCE(sum(n_episodes), 0) FROM sessions" if table in ("episodes", "sessions") \
             else f"SELECT count(*) FROM {table}"  # noqa: S608 (a table name of ours)
         with self._read() as cur:
-            words = self._budget(cur, table, words, tenant)
+            words, lowest = self._budget(cur, table, words, tenant)
+            if lowest is not None:  # only the tenant's newest rows (see _budget)
+                where += " AND key >= %s"
+                args = [*args, lowest]
             rows = cur.execute(
                 f"WITH q AS (SELECT {or_query(len(words))} AS q), "
                 "lex AS (SELECT array_agg(DISTINCT l) AS ls FROM unnest(%s::text[]) AS w, "
@@ -512,26 +515,29 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                  _limit(limit))).fetchall()
         return [(int(k), float(s)) for k, s in rows]
 
-    def _budget(self, cur: psycopg.Cursor[Any], table: str, words: list[str], tenant: Tenant) -> list[str]:
+    def _budget(self, cur: psycopg.Cursor[Any], table: str, words: list[str],
+                tenant: Tenant) -> tuple[list[str], int | None]:
         """Leave out the most common words when ranking every row that has any of them
         would cost more than ``lexical_budget`` postings (the rarest word always stays),
         as the SQLite store does: ts_rank_cd scores every matching row, and at 100k turns
         a query with two very common words took 400-700 ms. A word's share of rows comes
         from the planner's statistics of the tsvector column (most common lexemes, kept
         by ANALYZE/autovacuum), times the tenant's row count; words not among them count
-        as rare. Returns the words kept, in their order."""
-        if len(words) < 2:
-            return words
+        as rare. Returns the words kept, in their order, and, when the words kept still
+        cost more than the budget, the lowest key to rank: the tenant's newest rows
+        holding about ``lexical_budget`` postings (None: every row)."""
+        if self.lexical_budget <= 0:  # no budget: every word over every row
+            return words, None
         freqs = self._lexeme_freqs(cur, table)
         if not freqs:
-            return words
+            return words, None
         # A session document costs about as much to rank as its turns: count turns for both.
         count = ("SELECT COALESCE(sum(n_episodes), 0) FROM sessions" if table in ("episodes", "sessions")
                  else f"SELECT count(*) FROM {table}")  # noqa: S608 (a table name of ours)
         rows = int(cur.execute(f"{count} WHERE namespace=%s AND user_id=%s",
                                (tenant.namespace, tenant.user_id)).fetchone()[0])
         if rows * max(freqs.values()) <= self.lexical_budget:
-            return words
+            return words, None
         lexemes = cur.execute("SELECT array(SELECT lexeme FROM unnest(to_tsvector('english', w))) "
                               "FROM unnest(%s::text[]) WITH ORDINALITY AS u(w, i) ORDER BY i", (words,)).fetchall()
         cost = [rows * min((freqs.get(x, 0.0) for x in lex), default=0.0) for (lex,) in lexemes]
@@ -544,7 +550,17 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                 break
             keep.append(i)
             total += cost[i]
-        return [words[i] for i in sorted(keep)]
+        lowest = None
+        if total > self.lexical_budget:  # the rarest word alone: rank its newest postings
+            own = rows if table == "episodes" else int(cur.execute(
+                f"SELECT count(*) FROM {table} WHERE namespace=%s AND user_id=%s",  # noqa: S608
+                (tenant.namespace, tenant.user_id)).fetchone()[0])
+            row = cur.execute(
+                f"SELECT key FROM {table} WHERE namespace=%s AND user_id=%s "  # noqa: S608
+                "ORDER BY key DESC OFFSET %s LIMIT 1",
+                (tenant.namespace, tenant.user_id, int(own * self.lexical_budget / total))).fetchone()
+            lowest = int(row[0]) if row else None
+        return [words[i] for i in sorted(keep)], lowest
 
     def _lexeme_freqs(self, cur: psycopg.Cursor[Any], table: str) -> dict[str, float]:
         """Share of rows holding each of the column's most common lexemes (pg_stats),

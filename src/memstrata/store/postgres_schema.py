@@ -197,6 +197,13 @@ MIGRATIONS: list[str] = [
         CHECK ((admin = 1 AND namespace IS NULL AND user_id IS NULL) OR (admin = 0 AND namespace IS NOT NULL))
     );
     """,
+    # 2: a tenant's newest rows by key (the lexical budget ranks a very common word over
+    #    the postings of the tenant's most recent rows; see PostgresStore._budget).
+    """
+    CREATE INDEX episodes_tenant_key ON episodes (namespace, user_id, key);
+    CREATE INDEX sessions_tenant_key ON sessions (namespace, user_id, key);
+    CREATE INDEX notes_tenant_key ON notes (namespace, user_id, key);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

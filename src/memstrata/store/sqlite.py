@@ -493,11 +493,15 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
         start: datetime | None = None, end: datetime | None = None,
     ) -> list[tuple[int, float]]:
         with self._read() as c:
-            kept, scoped = plan(c, "episodes_fts", terms, self.lexical_budget, scope_token(tenant), self._df)
+            kept, scoped, lo, hi = plan(c, "episodes_fts", terms, self.lexical_budget, scope_token(tenant),
+                                        self._df, (tenant.namespace, tenant.user_id))
         match = _match_expr(tenant, kept, "content", scoped=scoped)
         if match is None:
             return []
         where, args = "", []
+        if lo is not None:
+            where += " AND f.rowid BETWEEN ? AND ?"
+            args += [lo, hi]
         if start is not None:
             where += " AND e.event_time >= ?"
             args.append(to_micros(start))
@@ -516,7 +520,8 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
 
     def lexical_sessions(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
         with self._read() as c:
-            kept, scoped = plan(c, "sessions_fts", terms, self.lexical_budget, scope_token(tenant), self._df)
+            kept, scoped, lo, hi = plan(c, "sessions_fts", terms, self.lexical_budget, scope_token(tenant),
+                                        self._df, (tenant.namespace, tenant.user_id))
         match = _match_expr(tenant, kept, "doc", scoped=scoped)
         if match is None:
             return []
@@ -524,8 +529,9 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
             rows = c.execute(
                 "SELECT f.rowid, bm25(sessions_fts, 1.0, 0.0) AS score FROM sessions_fts f "
                 "JOIN sessions s ON s.key = f.rowid "
-                "WHERE sessions_fts MATCH ? AND s.namespace=? AND s.user_id=? ORDER BY score LIMIT ?",
-                (match, tenant.namespace, tenant.user_id, int(limit)),
+                "WHERE sessions_fts MATCH ? AND f.rowid BETWEEN ? AND ? AND s.namespace=? AND s.user_id=? "
+                "ORDER BY score LIMIT ?",
+                (match, lo or 0, _MAX_KEY if hi is None else hi, tenant.namespace, tenant.user_id, int(limit)),
             ).fetchall()
         return [(int(k), -float(s)) for k, s in rows]
 
@@ -673,6 +679,9 @@ def _chunked(c: sqlite3.Connection, sql: str, ids: Sequence[Any], prefix: tuple[
     return out
 
 
+
+
+_MAX_KEY = 2**63 - 1
 
 
 def _match_expr(tenant: Tenant, terms: Sequence[str], column: str, *, scoped: bool = True) -> str | None:

@@ -304,19 +304,21 @@ class NotesMixin:
         return self.get_notes(tenant, keys=keys) if keys else []
 
     def lexical_notes(self, tenant: Tenant, terms: Sequence[str], *, limit: int) -> list[tuple[int, float]]:
-        from .sqlite import _match_expr  # noqa: PLC0415
+        from .sqlite import _MAX_KEY, _match_expr  # noqa: PLC0415
         from .sqlite import scope_token  # noqa: PLC0415
         from .sqlite_lexical import plan  # noqa: PLC0415
 
         with self._read() as c:  # always scoped: this query has no join to filter the tenant
-            kept, _ = plan(c, "notes_fts", terms, self.lexical_budget, scope_token(tenant), self._df)
+            kept, _, lo, hi = plan(c, "notes_fts", terms, self.lexical_budget, scope_token(tenant), self._df,
+                                   (tenant.namespace, tenant.user_id))
         expr = _match_expr(tenant, kept, "{content keywords}")
         if expr is None:
             return []
         with self._read() as c:
             rows = c.execute(
-                "SELECT rowid, -bm25(notes_fts, 1.0, 0.5) FROM notes_fts WHERE notes_fts MATCH ? "
-                "ORDER BY bm25(notes_fts, 1.0, 0.5) LIMIT ?", (expr, limit)).fetchall()
+                "SELECT rowid, -bm25(notes_fts, 1.0, 0.5) FROM notes_fts WHERE notes_fts MATCH ? AND rowid BETWEEN ? AND ? "
+                "ORDER BY bm25(notes_fts, 1.0, 0.5) LIMIT ?",
+                (expr, lo or 0, _MAX_KEY if hi is None else hi, limit)).fetchall()
         return [(int(k), float(s)) for k, s in rows]
 
     def note_links(self, tenant: Tenant, note_id: str) -> list[Link]:
