@@ -49,12 +49,16 @@ class RetrievalConfig:
     diversity_scope: Literal["aggregate", "all"] = "aggregate"  # only for questions that gather facts, or always
     retention_weight: float = 0.0   # weight of the forgetting curve in note scores (0: off)
     retention_days: float = 30.0    # base strength of the forgetting curve, in days
+    ann_min_vectors: int = 50_000   # tenants with this many turn vectors get an IVF index (retrieve/ann.py); 0: always exact
+    ann_probe: float = 0.03         # share of the IVF lists a query scans (at least 8): recall against speed
 
     def __post_init__(self) -> None:
         if not (self.lexical or self.dense or self.session_lexical or self.session_dense):
             raise ConfigError("retrieval config enables no retriever: turn on lexical or dense")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ConfigError("rrf_k and candidates must be >= 1")
+        if self.ann_min_vectors < 0 or not 0 < self.ann_probe <= 1:
+            raise ConfigError("ann_min_vectors must be >= 0 and ann_probe in (0, 1]")
         if self.fusion not in ("rrf", "relative"):
             raise ConfigError(f"fusion must be rrf or relative, not {self.fusion!r}")
         if self.time_mode not in ("off", "boost", "filter"):

@@ -90,7 +90,7 @@ class Memory:
             self._embedder = default_embedder(precision=e.precision, max_tokens=e.max_tokens, threads=e.threads)
         else:
             self._embedder = embedder
-        self._retriever = Retriever(self.store, self._embedder)
+        self._retriever = Retriever(self.store, self._embedder, self.config.retrieval)
         self._recalls: dict[Tenant, dict[int, int]] = {}
         self._recall_lock = threading.Lock()
         self._retriever.on_recall = self._note_recall

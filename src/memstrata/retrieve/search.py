@@ -29,6 +29,7 @@ from ..errors import InvalidInputError
 from ..model import Episode, Hit, Unit
 from ..store.base import NoteSnapshot, Snapshot, Store, Tenant
 from ..timeutil import to_micros
+from . import ann
 from .fuse import group_best, relative, rrf, top_indexes
 from ..semantic.retention import retention_at
 from .notes import NoteIndex
@@ -50,6 +51,7 @@ class TenantIndex:
     session_keys: np.ndarray     # session index -> session key
     session_index: dict[int, int]
     centroids: np.ndarray        # (S, dim) unit vectors; zero rows for sessions without vectors
+    has_centroid: np.ndarray     # session index -> it has a centroid (a non-zero row)
     row_round: np.ndarray        # row -> round number (global, increasing)
     speakers: frozenset[str]
     session_starts: np.ndarray   # session index -> its first row (rows are grouped by session)
@@ -93,6 +95,7 @@ class TenantIndex:
             session_keys=session_keys,
             session_index={int(k): i for i, k in enumerate(session_keys)},
             centroids=centroids,
+            has_centroid=centroids.any(axis=1) if centroids.size else np.zeros(len(session_keys), bool),
             row_round=_rounds(snap, row_session, starts),
             speakers=frozenset(s for s in snap.speakers if s),
         )
@@ -119,11 +122,14 @@ def _rounds(snap: Snapshot, row_session: np.ndarray, starts: np.ndarray) -> np.n
 class Retriever:
     """Ranks one tenant's episodes for a query. Thread-safe; caches per-tenant arrays."""
 
-    def __init__(self, store: Store, embedder: "Embedder | None") -> None:
+    def __init__(self, store: Store, embedder: "Embedder | None", config: RetrievalConfig | None = None) -> None:
         self.store = store
         self.embedder = embedder
+        self.config = config or RetrievalConfig()  # for calls that pass none (prepare, dense_candidates)
         self._cache: OrderedDict[Tenant, TenantIndex] = OrderedDict()
         self._note_cache: OrderedDict[Tenant, tuple[int, NoteIndex]] = OrderedDict()
+        self._graphs: OrderedDict[Tenant, ann.TurnIndex] = OrderedDict()  # large tenants (retrieve/ann.py)
+        self._graph_jobs: dict[Tenant, threading.Thread] = {}
         self.on_recall: Callable[[Tenant, list[int]], None] | None = None
         self._lock = threading.Lock()
         # Bumped by forget(): an index built from a snapshot read before an erase must
@@ -173,7 +179,67 @@ class Retriever:
         with self._lock:
             self._cache.pop(tenant, None)
             self._note_cache.pop(tenant, None)
+            self._graphs.pop(tenant, None)
             self._forgotten += 1
+
+    # -- the ANN index of a large tenant (retrieve/ann.py) -------------------------
+    def _ann(self, tenant: Tenant, idx: TenantIndex, cfg: RetrievalConfig) -> "ann.TurnIndex | None":
+        """The tenant's IVF index, caught up with this snapshot; None means scan exactly
+        (a small tenant, or its first index is still being built)."""
+        snap = idx.snap
+        if cfg.ann_min_vectors <= 0 or len(snap.vector_rows) < cfg.ann_min_vectors:
+            return None
+        with self._lock:
+            index = self._graphs.get(tenant)
+            if index is not None:
+                self._graphs.move_to_end(tenant)
+            job = self._graph_jobs.get(tenant)
+            building = job is not None and job.is_alive()
+            generation = self._forgotten
+        if index is not None:
+            index.sync(snap)  # new turns to its tail, lost ones dead: cheap next to the snapshot read
+            if index.stale_share <= ann.REBUILD_SHARE or building:
+                return index
+        elif building:
+            return None
+        job = threading.Thread(target=self._build_ann, args=(tenant, snap, generation),
+                               name=f"memstrata-ann-{tenant.user_id}", daemon=True)
+        with self._lock:
+            running = self._graph_jobs.get(tenant)
+            if running is not None and running.is_alive():
+                return index
+            self._graph_jobs[tenant] = job
+        job.start()
+        return index  # the old index (if any) answers until the new one is ready
+
+    def _build_ann(self, tenant: Tenant, snap: Snapshot, generation: int) -> None:
+        try:
+            built = ann.TurnIndex.build(snap)
+        finally:
+            with self._lock:
+                self._graph_jobs.pop(tenant, None)
+        with self._lock:
+            if self._forgotten != generation:
+                return  # the tenant was erased (or another forgotten) meanwhile: drop it
+            # (If the old index has followed newer writes meanwhile, the next search's
+            # sync brings this one up to date the same way.)
+            self._graphs[tenant] = built
+            self._graphs.move_to_end(tenant)
+            while len(self._graphs) > _CACHE_TENANTS:
+                self._graphs.popitem(last=False)
+
+    def prepare(self, tenant: Tenant, cfg: RetrievalConfig | None = None, timeout: float | None = None) -> bool:
+        """Build the tenant's search structures now (the index, and for a large tenant its
+        ANN index, waiting up to ``timeout`` seconds for it). True when search will use
+        the ANN index; False for a tenant scanned exactly or an index still building."""
+        cfg = cfg or self.config
+        idx = self.index(tenant)
+        self._ann(tenant, idx, cfg)  # starts a build (or a rebuild) when one is due
+        with self._lock:
+            job = self._graph_jobs.get(tenant)
+        if job is not None:
+            job.join(timeout)
+        return self._ann(tenant, idx, cfg) is not None
 
     def search(
         self, tenant: Tenant, query: str, *, k: int, unit: Unit, cfg: RetrievalConfig,
@@ -239,7 +305,7 @@ class Retriever:
                                np.array([sc for _, sc in pairs]), w_lex))
         query_vec = self._embed_query(plan.text) if (cfg.dense or cfg.session_dense) else None
         if cfg.dense and query_vec is not None:
-            found = self._dense(tenant, idx, query_vec, cfg.candidates, mask, start, end)
+            found = self._dense(tenant, idx, query_vec, cfg.candidates, mask, start, end, cfg)
             if found is not None:
                 turn_lists.append(("dense", *found, w_dense))
         recalled: tuple[NoteIndex, np.ndarray] | None = None
@@ -263,7 +329,7 @@ class Retriever:
             session_lists.append((np.array([r for r, _ in pairs], np.int64), np.array([sc for _, sc in pairs]), w_slex))
         if cfg.session_dense and query_vec is not None and idx.centroids.size:
             sims = idx.centroids @ query_vec
-            order = top_indexes(sims + 2.0, cfg.candidates, session_mask & idx.centroids.any(axis=1))
+            order = top_indexes(sims + 2.0, cfg.candidates, session_mask & idx.has_centroid)
             session_lists.append((order, sims[order], w_sdense))
         for _, rows, scores, weight in turn_lists:  # a turn list votes for a session with its best turn
             groups, best = group_best(idx.row_session[rows], scores, n_sessions)
@@ -371,10 +437,12 @@ class Retriever:
         return shared[:n]
 
     def _dense(self, tenant: Tenant, idx: TenantIndex, query_vec: np.ndarray, limit: int, mask: np.ndarray,
-               start: datetime | None = None, end: datetime | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+               start: datetime | None = None, end: datetime | None = None,
+               cfg: RetrievalConfig | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Nearest turns as (rows, cosines), best first, among rows where ``mask`` holds:
-        from the store's own vector index when it has one (pgvector HNSW), else an exact
-        scan of the snapshot's vectors. None when there is nothing to search."""
+        from the store's own vector index when it has one (pgvector HNSW), else the
+        tenant's IVF index when it is large (retrieve/ann.py), else an exact scan of the
+        snapshot's vectors. None when there is nothing to search."""
         snap = idx.snap
         if self.model_id is None:
             return None
@@ -386,18 +454,35 @@ class Retriever:
             return np.array([r for r, _ in pairs], np.int64), np.array([sim for _, sim in pairs], np.float64)
         if not snap.vectors.size:
             return None
+        cfg = cfg or self.config
+        index = self._ann(tenant, idx, cfg)
+        if index is not None:
+            whole = bool(mask.all())
+            # Under a filter (time bounds, hide_future) ask deeper and drop what it hides;
+            # if too little is left, the filter is narrow and the exact scan below answers.
+            # Keys the snapshot no longer has (deleted turns still in the index) drop too.
+            want = (limit if whole else 4 * limit) + min(index.dead, limit)
+            keys, sims = index.search(query_vec, want, cfg.ann_probe)
+            rows = np.fromiter((idx.key_row.get(int(k), -1) for k in keys), np.int64, len(keys))
+            ok = rows >= 0
+            ok[ok] = mask[rows[ok]]
+            if int(ok.sum()) >= limit or (whole and len(keys) < want):
+                return rows[ok][:limit], sims[ok][:limit]
         sims = snap.vectors @ query_vec
         order = top_indexes(sims + 2.0, limit, mask[snap.vector_rows])
         return snap.vector_rows[order], sims[order]
 
-    def dense_candidates(self, tenant: Tenant, vector: np.ndarray, limit: int) -> list[tuple[str, float]]:
+    def dense_candidates(self, tenant: Tenant, vector: np.ndarray, limit: int,
+                         cfg: RetrievalConfig | None = None) -> list[tuple[str, float]]:
         """The dense path alone: (episode id, cosine) of the ``limit`` turns nearest to a
         unit ``vector``, best first, by the same route search takes (the store's vector
-        index, or an exact scan). For benchmarks that compare it with exact search."""
+        index, the tenant's IVF index, or an exact scan). For benchmarks that compare it with
+        exact search."""
         idx = self.index(tenant)
         if idx.snap.size == 0:
             return []
-        found = self._dense(tenant, idx, np.asarray(vector, np.float32), limit, np.ones(idx.snap.size, bool))
+        found = self._dense(tenant, idx, np.asarray(vector, np.float32), limit, np.ones(idx.snap.size, bool),
+                            cfg=cfg)
         if found is None:
             return []
         rows, sims = found
