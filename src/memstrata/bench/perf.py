@@ -348,6 +348,11 @@ def measure(target: Any, size: int, *, pool: pc.Pool, qs: list[tuple[str, np.nda
             texts = [t for t, _ in qs]
             # Cold: the first search reads the tenant and builds its index.
             index_build_s = _timed(lambda: mem.search(texts[0], user_id="large", k=10)) / 1000
+            # A large tenant's ANN index (SQLite: retrieve/ann.py) is built in the background
+            # after that first search; time the searches once it answers them.
+            t0 = time.perf_counter()
+            ann_ready = mem._retriever.prepare(Tenant(mem.config.namespace, "large"), timeout=1800)
+            ann_build_s = time.perf_counter() - t0
             mem.search(texts[1 % len(texts)], user_id="large", k=10)  # warm-up
             load_avg = os.getloadavg()[0]  # other work on the machine shows up in every latency
             times = []
@@ -371,6 +376,7 @@ def measure(target: Any, size: int, *, pool: pc.Pool, qs: list[tuple[str, np.nda
         "load_wall_s": round(load_wall, 2),
         **embedded,
         "index_build_s": round(index_build_s, 3),
+        "ann_index": ann_ready, "ann_build_s": round(ann_build_s, 2) if ann_ready else None,
         "search_queries": len(times), "search_ms_p50": _ms(times, 50), "search_ms_p95": _ms(times, 95),
         "search_ms_p99": _ms(times, 99), "search_ms_max": round(max(times), 2),
         "small_tenant_search_ms_p50": _ms(small_times, 50), "small_tenant_search_ms_p95": _ms(small_times, 95),
@@ -541,7 +547,8 @@ def render(rows: list[dict[str, Any]], console: Any) -> None:
 
     metrics = (("largest tenant", "largest_tenant", ","), ("ingest episodes/s", "ingest_eps", ",.0f"),
                ("  with bundled embedder", "ingest_eps_embedded", ",.0f"),
-               ("index build (cold), s", "index_build_s", ".2f"), ("search p50, ms", "search_ms_p50", ".2f"),
+               ("index build (cold), s", "index_build_s", ".2f"), ("ANN index build, s", "ann_build_s", ".2f"),
+               ("search p50, ms", "search_ms_p50", ".2f"),
                ("search p95, ms", "search_ms_p95", ".2f"), ("search p99, ms", "search_ms_p99", ".2f"),
                ("small tenants p50, ms", "small_tenant_search_ms_p50", ".2f"),
                ("small tenants p95, ms", "small_tenant_search_ms_p95", ".2f"),

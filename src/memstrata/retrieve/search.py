@@ -288,11 +288,13 @@ class Retriever:
         mask = np.ones(snap.size, dtype=bool) if end is None else snap.times < to_micros(end)
         if start is not None:
             mask &= snap.times >= to_micros(start)
+        whole = end is None and start is None  # no filter: skip the per-row mask arithmetic
         time_factor: np.ndarray | None = None  # None: 1 everywhere (no time in the query)
         if plan.ranges and cfg.time_mode != "off":
             time_factor, hard = _time_factors(snap.times, plan, cfg)
             if cfg.time_mode == "filter" and (hard & mask).any():
                 mask &= hard
+                whole = False
         w_lex, w_dense, w_slex, w_sdense = cfg.weights
         n_sessions = len(idx.session_keys)
         # Candidate lists: (name, indexes best first, scores, weight).
@@ -321,7 +323,10 @@ class Retriever:
             pairs = [(idx.key_row[k], sc) for k, sc in found if k in idx.key_row and mask[idx.key_row[k]]]
             turn_lists.append(("feedback", np.array([r for r, _ in pairs], np.int64),
                                np.array([sc for _, sc in pairs]), cfg.prf_weight))
-        session_mask = np.logical_or.reduceat(mask, idx.session_starts) if n_sessions else np.zeros(0, bool)
+        if whole:
+            session_mask = np.ones(n_sessions, bool)
+        else:
+            session_mask = np.logical_or.reduceat(mask, idx.session_starts) if n_sessions else np.zeros(0, bool)
         if cfg.session_lexical and plan.terms:
             found = self.store.lexical_sessions(tenant, [*plan.terms, *expansion], limit=cfg.candidates)
             pairs = [(idx.session_index[k], sc) for k, sc in found
@@ -356,8 +361,13 @@ class Retriever:
             codes = [i for i, name in enumerate(idx.speaker_names) if name in plan.speakers]
             spoken = np.isin(idx.speaker_codes, codes)
             turn_score = np.where(spoken, turn_score * (1 + cfg.speaker_boost), turn_score)
-        turn_score = np.where(turn_score > 0, turn_score + cfg.session_prior * session_score[idx.row_session], 0.0)
+        # Only scored turns (candidates and their neighbours) take a share of their
+        # session's score: work on those rows, not on the whole tenant.
+        scored = np.flatnonzero(turn_score > 0)
+        turn_score[scored] += cfg.session_prior * session_score[idx.row_session[scored]]
         ranks = {name: {int(r): i + 1 for i, r in enumerate(rows[:100])} for name, rows, _, _ in turn_lists}
+        if whole:
+            return Ranking(turn_score, session_score, turn_score > 0, session_mask, ranks, recalled)
         return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks,
                        recalled)
 
