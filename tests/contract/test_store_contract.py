@@ -533,6 +533,22 @@ def test_postgres_unreachable_or_unknown_database_is_a_clear_error(pg_url: str) 
         open_store(missing)
 
 
+def test_turn_vectors_are_the_tenants_own_in_key_order(store: Store) -> None:
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(6, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    mine = store.add_episodes(A, [draft(f"turn {i}") for i in range(6)], vectors=vecs, model_id="m")
+    store.add_episodes(B, [draft("other")], vectors=vecs[:1], model_id="m")
+    keys, got = store.turn_vectors(A, "m")
+    by_id = {e.id: e for e in store.episodes_by_keys(A, keys.tolist()).values()}
+    assert keys.tolist() == sorted(keys.tolist()) and set(by_id) == {e.id for e in mine}
+    np.testing.assert_allclose(got, vecs, atol=1e-3)             # float16 in both stores
+    some, part = store.turn_vectors(A, "m", keys=[int(keys[4]), int(keys[1]), 10**12])
+    assert some.tolist() == [int(keys[1]), int(keys[4])] and np.allclose(part, got[[1, 4]])
+    assert store.turn_vectors(A, "other-model")[0].size == 0
+    assert store.turn_vectors(Tenant("ns", "nobody"), "m")[0].size == 0
+
+
 def test_lexical_budget_leaves_out_the_most_common_word(store: Store) -> None:
     """Ranking every row that has a word most rows have costs time and buys nothing: over
     the store's budget the most common words are left out, the rarest always kept."""

@@ -1,6 +1,8 @@
 """The IVF index of large tenants (retrieve/ann.py): recall against exact search, kept in
 step with writes and deletes by key (no rebuild per write), built off the search path,
-dropped on erasure; and the Memory-level search through it on a real SQLite file."""
+dropped on erasure; and the Memory-level search through it on both stores (a real
+SQLite file; a real PostgreSQL, where the index is built from vectors the store sends
+and takes over from the server's HNSW once ready)."""
 
 from __future__ import annotations
 
@@ -62,16 +64,16 @@ def test_sync_adds_new_turns_to_the_tail_counts_the_dead_and_ignores_older_snaps
     index = ann.TurnIndex(keys, x, revision=1)
     extra = _clustered(10, seed=7)
     grown = _snap(np.concatenate([keys[5:], np.arange(5_000, 5_010)]), np.concatenate([x[5:], extra]), 2)
-    index.sync(grown)
+    index.sync_snapshot(grown)
     assert (len(index), index.dead, len(index.tail_keys), index.revision) == (3_005, 5, 10, 2)
     for i, q in enumerate(extra):  # a new turn is its own nearest neighbour at once
         assert index.search(q, 1, 0.03)[0][0] == 5_000 + i
-    index.sync(_snap(keys, x, 1))  # an older snapshot (a search that raced a write): no change
+    index.sync_snapshot(_snap(keys, x, 1))  # an older snapshot (a search that raced a write): no change
     assert (len(index), index.revision) == (3_005, 2)
     assert index.stale_share == pytest.approx(15 / 3_000)
 
 
-def _memory(path: Path, n: int, *, ann_min: int) -> tuple[Memory, ComposedEmbedder, list[str], np.ndarray]:
+def _memory(path: Path | str, n: int, *, ann_min: int) -> tuple[Memory, ComposedEmbedder, list[str], np.ndarray]:
     emb = ComposedEmbedder(DIM)
     vectors = _clustered(n, seed=3)
     texts = [f"turn number {i}" for i in range(n)]
@@ -86,13 +88,14 @@ def _memory(path: Path, n: int, *, ann_min: int) -> tuple[Memory, ComposedEmbedd
     return mem, emb, ids, vectors
 
 
-def test_a_large_tenant_is_searched_through_its_index_kept_in_step_with_writes(tmp_path: Path) -> None:
-    mem, emb, ids, vectors = _memory(tmp_path / "m.db", 2_000, ann_min=1_000)
+def test_a_large_tenant_is_searched_through_its_index_kept_in_step_with_writes(store_url: str) -> None:
+    mem, emb, ids, vectors = _memory(store_url, 2_000, ann_min=1_000)
     tenant = Tenant(mem.config.namespace, "big")
     r = mem._retriever
     exact_cfg = RetrievalConfig(ann_min_vectors=0)
     queries = _clustered(20, seed=11)
-    # The first search starts the build in the background and is answered exactly.
+    # The first search starts the build in the background and is answered without it
+    # (SQLite: exact scan; PostgreSQL: the server's own index).
     first = r.dense_candidates(tenant, queries[0], 10)
     assert first == r.dense_candidates(tenant, queries[0], 10, exact_cfg)
     assert r.prepare(tenant, timeout=60) is True
@@ -121,8 +124,8 @@ def test_a_large_tenant_is_searched_through_its_index_kept_in_step_with_writes(t
     mem.close()
 
 
-def test_many_deletes_rebuild_the_index_in_the_background_and_small_tenants_never_get_one(tmp_path: Path) -> None:
-    mem, emb, ids, vectors = _memory(tmp_path / "m.db", 1_600, ann_min=1_000)
+def test_many_deletes_rebuild_the_index_in_the_background_and_small_tenants_never_get_one(store_url: str) -> None:
+    mem, emb, ids, vectors = _memory(store_url, 1_600, ann_min=1_000)
     tenant = Tenant(mem.config.namespace, "big")
     r = mem._retriever
     assert r.prepare(tenant, timeout=60)

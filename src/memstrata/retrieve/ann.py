@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,7 +96,8 @@ class TurnIndex:
         self.known = np.sort(keys.astype(np.int64))
         self.dead = 0
         self.revision = revision
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()       # searches read while a sync writes
+        self._sync_lock = threading.Lock()  # one sync at a time
 
     @classmethod
     def build(cls, snap: "Snapshot") -> "TurnIndex":
@@ -113,21 +115,31 @@ class TurnIndex:
         return int(self.vectors.nbytes + self.keys.nbytes + self.centroids.nbytes + self.tail_vectors.nbytes
                    + self.known.nbytes)
 
-    def sync(self, snap: "Snapshot") -> None:
-        """Follow the tenant to ``snap``: its new turns join the tail, the turns it no
-        longer has count as dead (a snapshot older than the index is ignored)."""
-        with self._lock:
-            if snap.revision <= self.revision:
+    def sync(self, revision: int, keys: np.ndarray,
+             vectors_for: "Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]") -> None:
+        """Follow the tenant to ``revision``, whose turns (that may have vectors) are
+        ``keys``: keys new to the index join the tail with their vectors, from
+        ``vectors_for(mask over keys)`` -> (keys, vectors) of those that have one; keys it
+        no longer has count as dead. An older revision than the index's is ignored."""
+        with self._sync_lock:
+            if revision <= self.revision:
                 return
-            keys = snap.keys[snap.vector_rows]
             new = ~np.isin(keys, self.known)
             now = np.sort(keys)
-            self.dead += len(self.known) - (len(now) - int(new.sum()))
-            if new.any():
-                self.tail_keys = np.concatenate([self.tail_keys, keys[new]])
-                self.tail_vectors = np.concatenate([self.tail_vectors, snap.vectors[new]])
-            self.known = now
-            self.revision = snap.revision
+            dead = len(self.known) - (len(now) - int(new.sum()))
+            add_keys, add_vectors = vectors_for(new) if new.any() else (np.zeros(0, np.int64), None)
+            with self._lock:
+                self.dead += max(0, dead)
+                if len(add_keys):
+                    self.tail_keys = np.concatenate([self.tail_keys, np.asarray(add_keys, np.int64)])
+                    self.tail_vectors = np.concatenate([self.tail_vectors, np.asarray(add_vectors, np.float32)])
+                self.known = now
+                self.revision = revision
+
+    def sync_snapshot(self, snap: "Snapshot") -> None:
+        """``sync`` to a snapshot that carries the vectors (SQLite's)."""
+        keys = snap.keys[snap.vector_rows]
+        self.sync(snap.revision, keys, lambda new: (keys[new], snap.vectors[new]))
 
     def search(self, query: np.ndarray, k: int, probe: float) -> tuple[np.ndarray, np.ndarray]:
         """(episode keys, cosines) of about the ``k`` nearest vectors, best first: the

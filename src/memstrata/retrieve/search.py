@@ -187,7 +187,10 @@ class Retriever:
         """The tenant's IVF index, caught up with this snapshot; None means scan exactly
         (a small tenant, or its first index is still being built)."""
         snap = idx.snap
-        if cfg.ann_min_vectors <= 0 or len(snap.vector_rows) < cfg.ann_min_vectors:
+        # A store that keeps vectors server-side (PostgreSQL) leaves them out of the
+        # snapshot: count the tenant's turns instead, and read the vectors when building.
+        count = len(snap.vector_rows) if snap.vectors.size else snap.size
+        if self.model_id is None or cfg.ann_min_vectors <= 0 or count < cfg.ann_min_vectors:
             return None
         with self._lock:
             index = self._graphs.get(tenant)
@@ -197,7 +200,7 @@ class Retriever:
             building = job is not None and job.is_alive()
             generation = self._forgotten
         if index is not None:
-            index.sync(snap)  # new turns to its tail, lost ones dead: cheap next to the snapshot read
+            self._sync_ann(tenant, index, snap)  # new turns to its tail, lost ones dead
             if index.stale_share <= ann.REBUILD_SHARE or building:
                 return index
         elif building:
@@ -212,12 +215,28 @@ class Retriever:
         job.start()
         return index  # the old index (if any) answers until the new one is ready
 
+    def _sync_ann(self, tenant: Tenant, index: "ann.TurnIndex", snap: Snapshot) -> None:
+        if snap.vectors.size:
+            index.sync_snapshot(snap)
+        elif self.model_id is not None:
+            model = self.model_id
+            index.sync(snap.revision, snap.keys,
+                       lambda new: self.store.turn_vectors(tenant, model, snap.keys[new].tolist()))
+
     def _build_ann(self, tenant: Tenant, snap: Snapshot, generation: int) -> None:
+        built: ann.TurnIndex | None = None
         try:
-            built = ann.TurnIndex.build(snap)
+            if snap.vectors.size:
+                built = ann.TurnIndex.build(snap)
+            elif self.model_id is not None:
+                keys, vectors = self.store.turn_vectors(tenant, self.model_id)
+                if len(keys):
+                    built = ann.TurnIndex(keys, vectors, snap.revision)
         finally:
             with self._lock:
                 self._graph_jobs.pop(tenant, None)
+        if built is None:
+            return
         with self._lock:
             if self._forgotten != generation:
                 return  # the tenant was erased (or another forgotten) meanwhile: drop it
@@ -450,19 +469,12 @@ class Retriever:
                start: datetime | None = None, end: datetime | None = None,
                cfg: RetrievalConfig | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Nearest turns as (rows, cosines), best first, among rows where ``mask`` holds:
-        from the store's own vector index when it has one (pgvector HNSW), else the
-        tenant's IVF index when it is large (retrieve/ann.py), else an exact scan of the
-        snapshot's vectors. None when there is nothing to search."""
+        from the tenant's IVF index when it is large and the index is ready
+        (retrieve/ann.py), else from the store's own vector index when it has one
+        (pgvector HNSW), else an exact scan of the snapshot's vectors. None when there is
+        nothing to search."""
         snap = idx.snap
         if self.model_id is None:
-            return None
-        found = self.store.dense_turns(tenant, query_vec, self.model_id, limit=limit, start=start, end=end)
-        if found is not None:
-            # The index knows only time bounds; the other filters (hide_future, time
-            # filter mode) apply here, as on the exact path.
-            pairs = [(idx.key_row[k], sim) for k, sim in found if k in idx.key_row and mask[idx.key_row[k]]]
-            return np.array([r for r, _ in pairs], np.int64), np.array([sim for _, sim in pairs], np.float64)
-        if not snap.vectors.size:
             return None
         cfg = cfg or self.config
         index = self._ann(tenant, idx, cfg)
@@ -478,6 +490,14 @@ class Retriever:
             ok[ok] = mask[rows[ok]]
             if int(ok.sum()) >= limit or (whole and len(keys) < want):
                 return rows[ok][:limit], sims[ok][:limit]
+        found = self.store.dense_turns(tenant, query_vec, self.model_id, limit=limit, start=start, end=end)
+        if found is not None:
+            # The index knows only time bounds; the other filters (hide_future, time
+            # filter mode) apply here, as on the exact path.
+            pairs = [(idx.key_row[k], sim) for k, sim in found if k in idx.key_row and mask[idx.key_row[k]]]
+            return np.array([r for r, _ in pairs], np.int64), np.array([sim for _, sim in pairs], np.float64)
+        if not snap.vectors.size:
+            return None
         sims = snap.vectors @ query_vec
         order = top_indexes(sims + 2.0, limit, mask[snap.vector_rows])
         return snap.vector_rows[order], sims[order]

@@ -251,6 +251,13 @@ class Store(Protocol):
         ``Snapshot.vectors`` itself)."""
         ...
 
+    def turn_vectors(self, tenant: Tenant, model_id: str,
+                     keys: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The tenant's turn vectors of ``model_id`` (only those of ``keys`` when given):
+        (episode keys ascending, float32 (m, dim) unit rows). For an index the retriever
+        keeps itself when ``Snapshot.vectors`` is left empty (retrieve/ann.py)."""
+        ...
+
     def revision(self, tenant: Tenant) -> int:
         """A number that changes whenever the tenant's data changes (for caches)."""
         ...

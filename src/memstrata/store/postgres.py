@@ -658,6 +658,20 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                 ).fetchall()
         return [(int(k), float(c)) for k, c in rows if c == c]  # zero vectors: NaN cosine, no neighbour
 
+    def turn_vectors(self, tenant: Tenant, model_id: str,
+                     keys: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        from .sqlite import _key_vectors  # noqa: PLC0415 (the same decoding of float16 rows)
+
+        sql = ("SELECT episode_key, halfvec_send(vec) FROM embeddings "
+               "WHERE namespace=%s AND user_id=%s AND model_id=%s")
+        args: list[Any] = [tenant.namespace, tenant.user_id, model_id]
+        if keys is not None:
+            sql += " AND episode_key = ANY(%s)"
+            args.append(sorted({int(k) for k in keys}))
+        with self._read() as cur:
+            rows = cur.execute(sql + " ORDER BY episode_key", args).fetchall()
+        return _key_vectors([r[0] for r in rows], [halfvec_bytes(r[1]) for r in rows])
+
     def _vector_count(self, cur: psycopg.Cursor[Any], tenant: Tenant, model_id: str, dims: int, where: str,
                       args: list[Any], *, windowed: bool) -> int:
         """How many of the tenant's vectors match, counted no further than ``exact_below``

@@ -577,6 +577,23 @@ class SQLiteStore(NotesMixin, KeysMixin, CopyMixin):
     ) -> list[tuple[int, float]] | None:
         return None  # no vector index in the file: the retriever scans the snapshot's vectors
 
+    def turn_vectors(self, tenant: Tenant, model_id: str,
+                     keys: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        sql = ("SELECT e.key, m.vec FROM embeddings m JOIN episodes e ON e.key = m.episode_key "
+               "WHERE e.namespace=? AND e.user_id=? AND m.model_id=?")
+        args: list[Any] = [tenant.namespace, tenant.user_id, model_id]
+        rows: list[Any] = []
+        with self._read() as c:
+            if keys is None:
+                rows = c.execute(sql + " ORDER BY e.key", args).fetchall()
+            else:
+                wanted = sorted({int(k) for k in keys})
+                for lo in range(0, len(wanted), 500):
+                    chunk = wanted[lo:lo + 500]
+                    rows += c.execute(sql + f" AND e.key IN ({','.join('?' * len(chunk))}) ORDER BY e.key",
+                                      [*args, *chunk]).fetchall()
+        return _key_vectors([r[0] for r in rows], [r[1] for r in rows])
+
     def export_rows(
         self, tenant: Tenant | None, namespace: str | None = None
     ) -> Iterator[tuple[Episode, np.ndarray | None, str | None]]:
@@ -682,6 +699,14 @@ def _chunked(c: sqlite3.Connection, sql: str, ids: Sequence[Any], prefix: tuple[
 
 
 _MAX_KEY = 2**63 - 1
+
+
+def _key_vectors(keys: list[int], blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, float32 rows) from little-endian float16 blobs of one dimension."""
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    mat = np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(keys), -1).astype(np.float32)
+    return np.asarray(keys, np.int64), mat
 
 
 def _match_expr(tenant: Tenant, terms: Sequence[str], column: str, *, scoped: bool = True) -> str | None:
