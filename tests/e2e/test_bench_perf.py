@@ -55,6 +55,10 @@ def _check_run(workdir: Path, store: str, extra: list[str]) -> list[dict[str, An
     assert row["search_queries"] == 12 and row["bytes_per_episode"] > 0
     # 1,000 turns is under ann_min_vectors: SQLite scans exactly, PostgreSQL asks its own index.
     assert row["ann_index"] is False and row["ann_build_s"] is None
+    # The store's own vector index alone: PostgreSQL's (exact under 20k vectors), none in SQLite.
+    assert (row["store_index_recall@10"] is None) == (store == "sqlite")
+    if store == "postgres":
+        assert row["store_index_recall@10"] == 1.0
     root = ET.fromstring(svg.read_text())
     assert root.tag.endswith("svg") and any(e.tag.endswith("polyline") for e in root.iter())
     return rows
