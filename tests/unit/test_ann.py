@@ -6,6 +6,7 @@ and takes over from the server's HNSW once ready)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,6 +153,18 @@ def test_a_build_finishing_after_an_erase_is_discarded(tmp_path: Path) -> None:
     r.forget(tenant)                                 # the erase happens while the build runs
     r._build_ann(tenant, snap, generation)
     assert tenant not in r._graphs
+    mem.close()
+
+
+def test_a_failed_build_leaves_searches_on_the_exact_path(tmp_path: Path) -> None:
+    mem, _, _, vectors = _memory(tmp_path / "m.db", 1_200, ann_min=1_000)
+    tenant = Tenant(mem.config.namespace, "big")
+    r = mem._retriever
+    snap = r.index(tenant).snap
+    no_vectors = dataclasses.replace(snap, vectors=np.zeros((0, 0), np.float32), vector_rows=np.zeros(0, np.int64))
+    mem.store.close()            # the index would be read from a store that is gone
+    r._build_ann(tenant, no_vectors, r._forgotten)   # logs, does not raise
+    assert tenant not in r._graphs and tenant not in r._graph_jobs
     mem.close()
 
 

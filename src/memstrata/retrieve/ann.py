@@ -138,6 +138,8 @@ class TurnIndex:
 
     def sync_snapshot(self, snap: "Snapshot") -> None:
         """``sync`` to a snapshot that carries the vectors (SQLite's)."""
+        if snap.revision <= self.revision:
+            return  # (the common case, on every search: no copy of the keys)
         keys = snap.keys[snap.vector_rows]
         self.sync(snap.revision, keys, lambda new: (keys[new], snap.vectors[new]))
 

@@ -14,6 +14,7 @@ Pipeline (each step switchable in ``RetrievalConfig``):
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ..providers.embed import Embedder
 
 _CACHE_TENANTS = 16
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,7 @@ class Retriever:
         # snapshot: count the tenant's turns instead, and read the vectors when building.
         count = len(snap.vector_rows) if snap.vectors.size else snap.size
         if self.model_id is None or cfg.ann_min_vectors <= 0 or count < cfg.ann_min_vectors:
-            return None
+            return None  # (an index of a tenant that shrank stays cached until evicted)
         with self._lock:
             index = self._graphs.get(tenant)
             if index is not None:
@@ -232,6 +234,9 @@ class Retriever:
                 keys, vectors = self.store.turn_vectors(tenant, self.model_id)
                 if len(keys):
                     built = ann.TurnIndex(keys, vectors, snap.revision)
+        except Exception:  # noqa: BLE001 - e.g. the store closed meanwhile: searches stay exact
+            _log.warning("ANN index build for a tenant failed; its searches stay on the exact path",
+                         exc_info=True)
         finally:
             with self._lock:
                 self._graph_jobs.pop(tenant, None)
