@@ -574,6 +574,29 @@ def test_lexical_budget_leaves_out_the_most_common_word(store: Store) -> None:
     assert len(store.lexical_turns(A, ["ordinary"], limit=500)) == 303
 
 
+def test_the_newest_rows_window_follows_new_writes(store: Store) -> None:
+    """The window a word over the budget is ranked in stays about the budget's size and
+    ends at the newest rows as the memory grows (PostgreSQL finds its start from marks it
+    keeps per tenant; they must not go stale)."""
+    def window() -> list[int]:
+        return sorted(k for k, _ in store.lexical_turns(A, ["ordinary"], limit=5_000))
+
+    store.add_episodes(B, [draft(f"ordinary other tenant {i}") for i in range(500)])
+    store.add_episodes(A, [draft(f"ordinary filler line {i}") for i in range(3_000)])
+    store.lexical_budget = 1_500  # type: ignore[attr-defined]
+    for grow in (0, 1_000):
+        store.add_episodes(A, [draft(f"ordinary later line {i}") for i in range(grow)])
+        if isinstance(store, PostgresStore):
+            import psycopg
+
+            with psycopg.connect(store.url, autocommit=True) as c:
+                c.execute("ANALYZE episodes")
+        got = window()
+        every = sorted(store.snapshot(A, None).keys.tolist())
+        assert 1_300 <= len(got) <= 1_700, len(got)
+        assert got == every[-len(got):]
+
+
 def test_postgres_survives_the_server_dropping_its_connections(pg_url: str) -> None:
     """A restart or an idle timeout kills pooled connections; the next call gets a new one."""
     import psycopg
