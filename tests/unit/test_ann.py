@@ -19,7 +19,8 @@ from memstrata.bench.perf import ComposedEmbedder
 from memstrata.config import MemoryConfig, NotesConfig, RetrievalConfig
 from memstrata.errors import ConfigError
 from memstrata.retrieve import ann
-from memstrata.store.base import Tenant
+from memstrata.retrieve.search import Retriever
+from memstrata.store.base import Snapshot, Tenant
 
 DIM = 32
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -144,11 +145,16 @@ def test_many_deletes_rebuild_the_index_in_the_background_and_small_tenants_neve
     mem.close()
 
 
-def test_a_build_finishing_after_an_erase_is_discarded(tmp_path: Path) -> None:
-    mem, _, _, _ = _memory(tmp_path / "m.db", 1_200, ann_min=1_000)
+def _big_tenant_snapshot(path: Path) -> tuple[Memory, Tenant, Retriever, Snapshot]:
+    """A store whose tenant "big" is past the index's threshold, and its snapshot (for
+    calling the background build by hand)."""
+    mem, _, _, _ = _memory(path, 1_200, ann_min=1_000)
     tenant = Tenant(mem.config.namespace, "big")
-    r = mem._retriever
-    snap = r.index(tenant).snap
+    return mem, tenant, mem._retriever, mem._retriever.index(tenant).snap
+
+
+def test_a_build_finishing_after_an_erase_is_discarded(tmp_path: Path) -> None:
+    mem, tenant, r, snap = _big_tenant_snapshot(tmp_path / "m.db")
     generation = r._forgotten
     r.forget(tenant)                                 # the erase happens while the build runs
     r._build_ann(tenant, snap, generation)
@@ -156,15 +162,13 @@ def test_a_build_finishing_after_an_erase_is_discarded(tmp_path: Path) -> None:
     mem.close()
 
 
-def test_a_failed_build_leaves_searches_on_the_exact_path(tmp_path: Path) -> None:
-    mem, _, _, vectors = _memory(tmp_path / "m.db", 1_200, ann_min=1_000)
-    tenant = Tenant(mem.config.namespace, "big")
-    r = mem._retriever
-    snap = r.index(tenant).snap
+def test_a_failed_build_leaves_searches_on_the_exact_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    mem, tenant, r, snap = _big_tenant_snapshot(tmp_path / "m.db")
     no_vectors = dataclasses.replace(snap, vectors=np.zeros((0, 0), np.float32), vector_rows=np.zeros(0, np.int64))
     mem.store.close()            # the index would be read from a store that is gone
     r._build_ann(tenant, no_vectors, r._forgotten)   # logs, does not raise
     assert tenant not in r._graphs and tenant not in r._graph_jobs
+    assert "ANN index build for a tenant failed" in caplog.text
     mem.close()
 
 
