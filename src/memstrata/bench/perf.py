@@ -18,15 +18,18 @@ For each store (SQLite, PostgreSQL) and each size S, on a fresh store:
 - Search: ``Memory.search(query, user_id=<large tenant>, k=10)``, the default hybrid
   path, query vectors precomputed (so ``search_ms_*`` exclude query embedding; the real
   embedder's per-query time is ``query_embed_ms_p50``). The first search builds the
-  tenant's in-memory index (``index_build_s``, excluded); one warm-up query; then
-  ``queries`` timed searches. ``small_tenant_search_ms_*``: warm searches on a few small
-  tenants.
+  tenant's in-memory index (``index_build_s``, excluded); a tenant past the retriever's
+  ``ann_min_vectors`` gets its IVF index built in the background, waited for
+  (``ann_index``, ``ann_build_s``); one warm-up query; then ``queries`` timed searches.
+  ``small_tenant_search_ms_*``: warm searches on a few small tenants.
 - ``ann_recall@10``: the retriever's dense path (``Retriever.dense_candidates``: the
-  store's vector index such as pgvector HNSW, or the exact scan) asked for 10, against an
-  exact top-10 computed here in numpy over the large tenant's float16-rounded vectors (a
-  tie with the exact 10th counts). ``ann_recall@10_search_depth``: the top 10 of the same
-  path asked for ``search_depth`` (the retrieval config's ``candidates``, 200), which is
-  the list hybrid search actually fuses.
+  tenant's IVF index when it has one, else the store's vector index such as pgvector
+  HNSW, or the exact scan) asked for 10, against an exact top-10 computed here in numpy
+  over the large tenant's float16-rounded vectors (a tie with the exact 10th counts).
+  ``ann_recall@10_search_depth``: the top 10 of the same path asked for ``search_depth``
+  (the retrieval config's ``candidates``, 200), which is the list hybrid search actually
+  fuses. ``store_index_recall@10``: the store's own vector index alone (pgvector HNSW
+  with the tenant filter; None when the store has none).
 - Footprint: ``bytes_per_episode`` (SQLite: file + WAL + SHM after the last connection
   closed and checkpointed; PostgreSQL: ``pg_database_size``), peak RSS of this process
   (``rss_mb``; a high-water mark over the whole run), the PostgreSQL server's memory
