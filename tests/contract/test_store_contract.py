@@ -595,6 +595,35 @@ def test_the_newest_rows_window_follows_new_writes(store: Store) -> None:
         every = sorted(store.snapshot(A, None).keys.tolist())
         assert 1_300 <= len(got) <= 1_700, len(got)
         assert got == every[-len(got):]
+    # As many old rows deleted as new ones written: the count stays, the window moves.
+    # (SQLite sizes it in keys from the table's postings per key, which the deleted keys
+    # thin out: up to 5,500 keys / 4,500 rows wider here. Stale marks would give ~2,500.)
+    old = store.list_episodes(A, limit=1_000)
+    assert store.delete_episodes(A, [e.id for e in old]) == 1_000
+    store.add_episodes(A, [draft(f"ordinary newest line {i}") for i in range(1_000)])
+    got = window()
+    every = sorted(store.snapshot(A, None).keys.tolist())
+    assert len(every) == 4_000 and 1_300 <= len(got) <= 1_900, len(got)
+    assert got == every[-len(got):]
+
+
+def test_notes_over_the_budget_are_ranked_over_the_newest_notes(store: Store) -> None:
+    """The notes' window is sized by the tenant's notes (not its sessions or turns)."""
+    keys = _queue(store, A, "one turn")
+    write = NoteWrite(new=[NewNote(id=f"n{i}", content=f"ordinary fact number {i}", source_keys=(keys[0],),
+                                   norm=f"n{i}", keywords=(), vector=np.ones(4, np.float32) / 2)
+                           for i in range(3_000)], history=[], done=keys, model_id="m")
+    store.apply_notes(A, write)
+    if isinstance(store, PostgresStore):
+        import psycopg
+
+        with psycopg.connect(store.url, autocommit=True) as c:
+            c.execute("ANALYZE notes")
+    store.lexical_budget = 1_500  # type: ignore[attr-defined]
+    got = sorted(k for k, _ in store.lexical_notes(A, ["ordinary"], limit=5_000))
+    every = sorted(store.note_snapshot(A, "m").keys.tolist())
+    assert len(every) == 3_000 and 1_300 <= len(got) <= 1_700, len(got)
+    assert got == every[-len(got):]
 
 
 def test_postgres_survives_the_server_dropping_its_connections(pg_url: str) -> None:

@@ -7,6 +7,7 @@ and takes over from the server's HNSW once ready)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -168,7 +169,19 @@ def test_a_failed_build_leaves_searches_on_the_exact_path(tmp_path: Path, caplog
     mem.store.close()            # the index would be read from a store that is gone
     r._build_ann(tenant, no_vectors, r._forgotten)   # logs, does not raise
     assert tenant not in r._graphs and tenant not in r._graph_jobs
-    assert "ANN index build for a tenant failed" in caplog.text
+    assert caplog.text.count("ANN index build for a tenant failed") == 1
+    # The next searches do not start another build (and log again) until a minute passed.
+    def failures(expected: int) -> int:
+        for _ in range(50):  # a build runs in a thread of its own
+            if caplog.text.count("ANN index build for a tenant failed") >= expected:
+                break
+            time.sleep(0.02)
+        return caplog.text.count("ANN index build for a tenant failed")
+
+    idx = SimpleNamespace(snap=no_vectors)  # _ann reads only the index's snapshot
+    assert r._ann(tenant, idx, r.config) is None and failures(2) == 1
+    r._ann_failed[tenant] -= 61.0
+    assert r._ann(tenant, idx, r.config) is None and failures(2) == 2  # retried, failed again
     mem.close()
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ..providers.embed import Embedder
 
 _CACHE_TENANTS = 16
+_ANN_RETRY_S = 60.0  # after a failed ANN build of a tenant, wait this long before another
 _log = logging.getLogger(__name__)
 
 
@@ -132,6 +134,7 @@ class Retriever:
         self._note_cache: OrderedDict[Tenant, tuple[int, NoteIndex]] = OrderedDict()
         self._graphs: OrderedDict[Tenant, ann.TurnIndex] = OrderedDict()  # large tenants (retrieve/ann.py)
         self._graph_jobs: dict[Tenant, threading.Thread] = {}
+        self._ann_failed: dict[Tenant, float] = {}  # when a tenant's last ANN build failed
         self.on_recall: Callable[[Tenant, list[int]], None] | None = None
         self._lock = threading.Lock()
         # Bumped by forget(): an index built from a snapshot read before an erase must
@@ -182,6 +185,7 @@ class Retriever:
             self._cache.pop(tenant, None)
             self._note_cache.pop(tenant, None)
             self._graphs.pop(tenant, None)
+            self._ann_failed.pop(tenant, None)
             self._forgotten += 1
 
     # -- the ANN index of a large tenant (retrieve/ann.py) -------------------------
@@ -207,6 +211,10 @@ class Retriever:
                 return index
         elif building:
             return None
+        with self._lock:  # a build that keeps failing is retried once a minute, not every search
+            failed = self._ann_failed.get(tenant)
+        if failed is not None and time.monotonic() - failed < _ANN_RETRY_S:
+            return index
         job = threading.Thread(target=self._build_ann, args=(tenant, snap, generation),
                                name=f"memstrata-ann-{tenant.user_id}", daemon=True)
         with self._lock:
@@ -235,8 +243,12 @@ class Retriever:
                 if len(keys):
                     built = ann.TurnIndex(keys, vectors, snap.revision)
         except Exception:  # noqa: BLE001 - e.g. the store closed meanwhile: searches stay exact
-            _log.warning("ANN index build for a tenant failed; its searches stay on the exact path",
-                         exc_info=True)
+            _log.warning("ANN index build for a tenant failed; its searches stay on the exact path "
+                         "(retried in %.0f s)", _ANN_RETRY_S, exc_info=True)
+            with self._lock:
+                if len(self._ann_failed) > 1_000:
+                    self._ann_failed.clear()
+                self._ann_failed[tenant] = time.monotonic()
         finally:
             with self._lock:
                 self._graph_jobs.pop(tenant, None)
@@ -249,6 +261,7 @@ class Retriever:
             # sync brings this one up to date the same way.)
             self._graphs[tenant] = built
             self._graphs.move_to_end(tenant)
+            self._ann_failed.pop(tenant, None)
             while len(self._graphs) > _CACHE_TENANTS:
                 self._graphs.popitem(last=False)
 

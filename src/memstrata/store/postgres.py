@@ -565,35 +565,57 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
 
     def _window_start(self, cur: psycopg.Cursor[Any], table: str, tenant: Tenant, own: int, newest: int) -> int | None:
         """The key of about the ``newest``-th newest row of the tenant in ``table``
-        (``own``: its row count now). Read from marks (every ``_MARK_STEP``-th key) kept
-        per tenant and table and re-read when the count has moved by more than 1% since:
-        an OFFSET walk of the tenant's key index costs ~0.15 us a row, 7-12 ms for the
+        (``own``: its row count now). Read from marks (every ``_MARK_STEP``-th key,
+        newest first, the row count of the time last) kept per tenant and table: an
+        OFFSET walk of the tenant's key index costs ~0.15 us a row, 7-12 ms for the
         50-100k rows a common word's window spans at 500k turns, on every such query.
-        Keys only grow, so marks a little stale make the window a little wider or
-        narrower; a budget, not a result, depends on it."""
+
+        Rows written since the marks were read are the ones with a key above the newest
+        mark (keys only grow); they are counted (an index range, short while they are
+        few) and the window shifts by them, so it keeps ending at the newest row. Rows
+        deleted since are what the count then misses. The marks are read again when the
+        new rows plus the deleted ones pass ``max(_MARK_STEP, 1%)`` of the tenant: a
+        tenant that deletes as much as it writes, or one erased and written again (by
+        this process or another), cannot keep old marks. A budget, not a result,
+        depends on the window."""
         if newest < 4 * _MARK_STEP:  # a short walk: exact
-            row = cur.execute(
-                f"SELECT key FROM {table} WHERE namespace=%s AND user_id=%s "  # noqa: S608
-                "ORDER BY key DESC OFFSET %s LIMIT 1", (tenant.namespace, tenant.user_id, newest)).fetchone()
-            return int(row[0]) if row else None
+            return self._key_at(cur, table, tenant, newest)
         marks = self._key_marks.get((tenant, table))
-        if marks is None or abs(int(marks[-1]) - own) > max(_MARK_STEP, own // 100):
+        added = 0
+        if marks is not None:
+            added = int(cur.execute(
+                f"SELECT count(*) FROM {table} WHERE namespace=%s AND user_id=%s AND key > %s",  # noqa: S608
+                (tenant.namespace, tenant.user_id, int(marks[0]))).fetchone()[0])
+            deleted = max(0, int(marks[-1]) + added - own)
+            if added + deleted > max(_MARK_STEP, own // 100):
+                marks = None
+        if marks is None:
             keys = cur.execute(
                 f"SELECT key FROM (SELECT key, row_number() OVER (ORDER BY key DESC) AS r "  # noqa: S608
                 f"FROM {table} WHERE namespace=%s AND user_id=%s) t "
                 "WHERE r %% %s = 1 ORDER BY r", (tenant.namespace, tenant.user_id, _MARK_STEP)).fetchall()
             if not keys:
                 return None
-            marks = np.array([k for (k,) in keys] + [own], dtype=np.int64)  # (the count rides last)
+            marks = np.array([k for (k,) in keys] + [own], dtype=np.int64)
+            added = 0
             if len(self._key_marks) > 1_000:
                 self._key_marks.clear()
             self._key_marks[(tenant, table)] = marks
-        i, part = divmod(newest, _MARK_STEP)
+        if newest <= added:  # the window lies among the rows written since: walk them
+            return self._key_at(cur, table, tenant, newest)
+        i, part = divmod(newest - added, _MARK_STEP)
         if i >= len(marks) - 1:
             return None  # past the oldest mark: every row
         if i + 1 < len(marks) - 1:  # between two marks: in proportion to the keys
             return int(marks[i] - (marks[i] - marks[i + 1]) * part // _MARK_STEP)
         return int(marks[i])
+
+    def _key_at(self, cur: psycopg.Cursor[Any], table: str, tenant: Tenant, offset: int) -> int | None:
+        """The key of the tenant's ``offset``-th newest row in ``table`` (0: the newest)."""
+        row = cur.execute(
+            f"SELECT key FROM {table} WHERE namespace=%s AND user_id=%s "  # noqa: S608
+            "ORDER BY key DESC OFFSET %s LIMIT 1", (tenant.namespace, tenant.user_id, offset)).fetchone()
+        return int(row[0]) if row else None
 
     def _budget(self, cur: psycopg.Cursor[Any], table: str, words: list[str],
                 tenant: Tenant, rows: int) -> tuple[list[str], int | None]:
@@ -627,7 +649,8 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
             total += cost[i]
         lowest = None
         if total > self.lexical_budget:  # the rarest word alone: rank its newest postings
-            own = rows if table == "episodes" else self._tenant_rows(cur, "sessions!", tenant)
+            # rows: turns for turns and sessions (see _tenant_rows), notes for notes
+            own = self._tenant_rows(cur, "sessions!", tenant) if table == "sessions" else rows
             lowest = self._window_start(cur, table, tenant, own, int(own * self.lexical_budget / total))
         return [words[i] for i in sorted(keep)], lowest
 
