@@ -74,6 +74,7 @@ def test_perf_sqlite(workdir: Path) -> None:
 def test_perf_postgres(workdir: Path, pg_url: str) -> None:
     rows = _check_run(workdir, "postgres", ["--store-url", pg_url])
     assert rows[0]["server_rss_mb"] is None or rows[0]["server_rss_mb"] > 0
+    assert rows[0]["server_shared_buffers"].endswith(("MB", "GB", "kB"))  # what the numbers ran under
     # Replot from the saved JSON without running.
     saved = workdir / "pg.json"
     saved.write_text(json.dumps(rows))
@@ -82,6 +83,23 @@ def test_perf_postgres(workdir: Path, pg_url: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == rows
     ET.fromstring(svg.read_text())
+
+
+def test_the_embedded_server_is_sized_like_a_deployment(workdir: Path) -> None:
+    """Without --store-url the bench starts its own server with a quarter of RAM (at
+    most 4 GB) of shared buffers, not initdb's 128 MB, and removes it afterwards."""
+    import psutil
+
+    target = perf.PostgresTarget(workdir, None)
+    pgdir = target._pgdir
+    try:
+        url = target.open("sized")
+        got = target.settings(url)["server_shared_buffers"]
+        want = min(psutil.virtual_memory().total // 4, 4 << 30) >> 20
+        assert got == (f"{want >> 10}GB" if want % 1024 == 0 else f"{want}MB"), got
+    finally:
+        target.close()
+    assert pgdir is not None and not pgdir.exists()
 
 
 def test_bad_arguments_are_typed_errors() -> None:
