@@ -75,6 +75,7 @@ def test_perf_postgres(workdir: Path, pg_url: str) -> None:
     rows = _check_run(workdir, "postgres", ["--store-url", pg_url])
     assert rows[0]["server_rss_mb"] is None or rows[0]["server_rss_mb"] > 0
     assert rows[0]["server_shared_buffers"].endswith(("MB", "GB", "kB"))  # what the numbers ran under
+    assert rows[0]["settle_s"] >= 0
     # Replot from the saved JSON without running.
     saved = workdir / "pg.json"
     saved.write_text(json.dumps(rows))
@@ -97,6 +98,13 @@ def test_the_embedded_server_is_sized_like_a_deployment(workdir: Path) -> None:
         got = target.settings(url)["server_shared_buffers"]
         want = min(psutil.virtual_memory().total // 4, 4 << 30) >> 20
         assert got == (f"{want >> 10}GB" if want % 1024 == 0 else f"{want}MB"), got
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as c:  # settle = VACUUM ANALYZE of every table
+            c.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i")
+            target.settle(url)
+            row = c.execute("SELECT last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname = 't'").fetchone()
+        assert row is not None and None not in row
     finally:
         target.close()
     assert pgdir is not None and not pgdir.exists()
