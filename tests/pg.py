@@ -81,6 +81,9 @@ class PgServer:
                                    "AND pid <> pg_backend_pid()").fetchone()[0]
                 if others:
                     raise RuntimeError(f"{others} connection(s) still open")
+                for (index,) in c.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings' "
+                                          "AND indexname LIKE 'embeddings\\_g\\_%'").fetchall():
+                    c.execute(f'DROP INDEX "{index}"')  # tenants' HNSW graphs (store/postgres_graphs.py)
                 with c.transaction():
                     for table in reversed(TABLES):  # children first
                         c.execute(f"DELETE FROM {table}")

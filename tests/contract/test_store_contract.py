@@ -339,6 +339,16 @@ def _dense(store: Store, tenant: Tenant, q: np.ndarray, model: str, k: int,
     return [int(snap.keys[rows[i]]) for i in order]
 
 
+def graph_exists(store: PostgresStore, tenant: Tenant, dims: int = 24) -> bool:
+    """Whether the tenant has a valid HNSW graph of ``dims`` (store/postgres_graphs.py)."""
+    from memstrata.store.postgres_graphs import graph_name
+
+    with store._read() as cur:
+        row = cur.execute("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+                          "WHERE c.relname = %s", (graph_name(tenant, dims),)).fetchone()
+    return bool(row and row[0])
+
+
 def _exact(keys: list[int], vecs: np.ndarray, q: np.ndarray, k: int) -> list[int]:
     scores = vecs.astype(np.float16).astype(np.float32) @ q
     return [keys[i] for i in np.argsort(-scores, kind="stable")[:k]]
@@ -346,9 +356,10 @@ def _exact(keys: list[int], vecs: np.ndarray, q: np.ndarray, k: int) -> list[int
 
 def test_dense_turns_return_k_for_a_small_tenant_among_many_and_for_a_big_one(store: Store) -> None:
     """A 1% tenant among 6k vectors gets its exact k neighbours; a big tenant's answers
-    (through HNSW in PostgreSQL) agree with the exact scan; a time window still yields k.
-    Then, forced through the index, the 1% tenant still gets k (a filtered HNSW scan
-    without ``hnsw.iterative_scan`` returned none: shared/notes/ecosystem.md)."""
+    (in PostgreSQL through its own HNSW graph, built in the background once it passed
+    ``exact_below``) agree with the exact scan; a time window still yields k (a filtered
+    HNSW scan without ``hnsw.iterative_scan`` returned none: shared/notes/ecosystem.md).
+    The small tenant has no graph until it is past ``exact_below`` too."""
     if isinstance(store, PostgresStore):
         store.exact_below = 1_000  # the big tenant goes through HNSW, the small one is scanned
     rng = np.random.default_rng(7)
@@ -363,6 +374,9 @@ def test_dense_turns_return_k_for_a_small_tenant_among_many_and_for_a_big_one(st
             vecs[tenant].append(v)
     # episode keys in insertion order (= sessions s0..s5, then position)
     keys = {t: [int(key) for key in store.snapshot(t, "m").keys] for t in (small, big)}
+    assert store.wait_indexes(120)
+    if isinstance(store, PostgresStore):
+        assert [graph_exists(store, t) for t in (small, big)] == [False, True]
     recall = []
     for q in _unit(rng, 8, dims):
         got_small = _dense(store, small, q, "m", k)
@@ -378,7 +392,11 @@ def test_dense_turns_return_k_for_a_small_tenant_among_many_and_for_a_big_one(st
     assert _dense(store, Tenant("ns", "nobody"), _unit(rng, 1, dims)[0], "m", k) == []
     if isinstance(store, PostgresStore):
         assert store.dense_counts["hnsw"] == 8 and store.dense_counts["short"] == 0
-        store.exact_below = 20
+        store.exact_below = 20  # now the small tenant is big enough: its first search queues a graph
+        q = _unit(rng, 1, dims)[0]
+        assert store.dense_turns(small, q, "m", limit=k) == store.dense_turns(small, q, "m", limit=k)
+        assert store.dense_counts["hnsw"] == 8  # answered exactly while it is built
+        assert store.wait_indexes(60) and graph_exists(store, small)
         for q in _unit(rng, 5, dims):
             assert len(store.dense_turns(small, q, "m", limit=k) or []) == k
         assert store.dense_counts["hnsw"] == 13 and store.dense_counts["short"] == 0

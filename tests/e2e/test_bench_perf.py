@@ -76,6 +76,7 @@ def test_perf_postgres(workdir: Path, pg_url: str) -> None:
     assert rows[0]["server_rss_mb"] is None or rows[0]["server_rss_mb"] > 0
     assert rows[0]["server_shared_buffers"].endswith(("MB", "GB", "kB"))  # what the numbers ran under
     assert rows[0]["settle_s"] >= 0
+    assert rows[0]["indexes_done"] is True and rows[0]["index_wait_s"] >= 0
     # Replot from the saved JSON without running.
     saved = workdir / "pg.json"
     saved.write_text(json.dumps(rows))

@@ -348,8 +348,14 @@ class Store(Protocol):
         ...
 
     def finish_load(self) -> None:
-        """Build what ``load_table`` deferred (PostgreSQL: the HNSW index); call once after
-        the last ``load_table``. Search is correct before, only slower."""
+        """Build what ``load_table`` deferred (PostgreSQL: the large tenants' HNSW graphs);
+        call once after the last ``load_table``. Search is correct before, only slower."""
+        ...
+
+    def wait_indexes(self, timeout: float | None = None) -> bool:
+        """Wait for the vector index work the store runs in the background (PostgreSQL: a
+        large tenant's HNSW graph; SQLite has none); False if ``timeout`` seconds passed
+        first. Search is correct meanwhile, only slower."""
         ...
 
     # -- API keys of the servers (not tenant data: the server's own credentials) ----

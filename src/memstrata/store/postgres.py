@@ -8,11 +8,12 @@ Choices and why (the schema and its reasons are in ``postgres_schema``):
 - Revisions start at the wall clock in microseconds and go up by one per write, as in
   SQLite: a revision a cache holds is never repeated after an erase.
 - Dense search runs in the database (``dense_turns``): a tenant with fewer than
-  ``exact_below`` matching vectors is scanned exactly (an ORDER BY that the HNSW index
-  cannot serve); a bigger one goes through the HNSW index of its dimension with
-  ``hnsw.iterative_scan=relaxed_order``, so the tenant filter still yields ``limit``
-  rows (without it a 1% tenant got 0 rows), re-sorted outside. Should the index still
-  come back short, the exact scan answers.
+  ``exact_below`` matching vectors is scanned exactly; a bigger one goes through its own
+  HNSW graph (``postgres_graphs``: made in the background when a tenant reaches that
+  size, so small tenants' writes pay no graph upkeep) with
+  ``hnsw.iterative_scan=relaxed_order``, so a time window (or a second model) still
+  yields ``limit`` rows, re-sorted outside. Until the graph is built, or should it come
+  back short, the exact scan answers.
 - ``snapshot`` leaves turn vectors in the database and gives session centroids instead.
 - Deletes leave dead tuples to autovacuum; ``erase_tenant`` runs VACUUM on the tables it
   touched. VACUUM makes the space reusable; it does not overwrite it (see erase_tenant).
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -40,6 +40,7 @@ from ..model import Episode, SessionInfo, Stats
 from ..timeutil import from_micros, to_micros
 from .base import EpisodeDraft, Snapshot, Tenant
 from .postgres_copy import PgCopyMixin
+from .postgres_graphs import HNSW_MAX_DIMS, PgGraphsMixin
 from .postgres_notes import PgKeysMixin, PgNotesMixin
 from .postgres_schema import LATEST, MIGRATION_LOCK, MIGRATIONS
 from .postgres_url import redact
@@ -59,8 +60,6 @@ _EP_JOIN = "FROM episodes e JOIN sessions s ON s.key = e.session_key"
 # third of that keeps a lexical query near 5 ms: on a 50k-turn tenant search p50/p95
 # 13/26 ms at 2,000, 10/19 ms at 1,000.
 LEXICAL_BUDGET = 1_000
-# pgvector indexes halfvec up to 4,000 dimensions; longer vectors are only scanned exactly.
-_HNSW_MAX_DIMS = 4000
 _MARK_STEP = 256  # _window_start
 # Tables an erase deletes from (VACUUMed after it).
 _TENANT_TABLES = ("embeddings", "note_vectors", "note_sources", "links", "notes", "note_history", "summaries",
@@ -77,7 +76,7 @@ def halfvec_bytes(sent: bytes) -> bytes:
     return np.frombuffer(sent, dtype=">f2", offset=4).astype("<f2").tobytes()
 
 
-class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
+class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin, PgGraphsMixin):
     """A ``Store`` in a PostgreSQL database with pgvector (``postgresql://...``)."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0,
@@ -88,12 +87,13 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         self._session_roles = list(session_key_roles)
         self._timeout_s = timeout_s
         self.exact_below = int(exact_below)
-        # HNSW candidate list: at least this, and 2 x limit. A tenant filter keeps only part
-        # of what the graph walk visits: on bench perf's 50k-of-100k tenant, recall@10 was
-        # 0.68 at 40, 0.88 at 200, 0.93 at 400, 0.97 at 800 (5.2 ms), 0.98 at 1000.
+        # HNSW candidate list: at least this, and 2 x limit. (Measured with the shared graph
+        # of schema versions 1-2, where the tenant filter kept only part of what the walk
+        # visited: on bench perf's 50k-of-100k tenant, recall@10 0.68 at 40, 0.88 at 200,
+        # 0.93 at 400, 0.97 at 800 (5.2 ms). A tenant's own graph needs less; see scaling.md.)
         self.ef_search = int(ef_search)
         self.lexical_budget = int(lexical_budget)
-        self._hnsw_dims: set[int] = set()
+        self._init_graphs()
         self._freqs: dict[str, tuple[float, dict[str, float]]] = {}
         self._vec_counts: dict[tuple[Tenant, str, int], tuple[int, int]] = {}
         self._row_counts: dict[tuple[Tenant, str], tuple[int, int]] = {}
@@ -102,7 +102,6 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         # How dense_turns answered: "exact" scans, "hnsw" index scans, "short" index scans
         # that came back with fewer than asked and were answered exactly instead.
         self.dense_counts: Counter[str] = Counter()
-        self._hnsw_lock = threading.Lock()
         try:
             first = psycopg.connect(url, connect_timeout=max(1, int(timeout_s)))
         except psycopg.Error as exc:
@@ -137,7 +136,6 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                 conn.execute(MIGRATIONS[number - 1])
                 conn.execute("DELETE FROM schema_version")
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
-            self._hnsw_dims.update(_hnsw_dims_of(conn))
 
     @property
     def schema_version(self) -> int:
@@ -146,6 +144,7 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         return int(row[0]) if row and row[0] is not None else 0
 
     def close(self) -> None:
+        self._close_graphs()
         self._pool.close()
 
     @contextmanager
@@ -202,24 +201,6 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         cur.execute("UPDATE tenants SET revision = revision + 1 WHERE namespace=%s AND user_id=%s",
                     (tenant.namespace, tenant.user_id))
 
-    def _ensure_hnsw(self, dims: int, *, work_mem: str | None = None) -> None:
-        """The HNSW index of this dimension, made when its first vectors arrive. Its own
-        short transaction under an advisory lock: concurrent makers would otherwise race
-        on the index name. ``work_mem``: maintenance_work_mem for building it over rows
-        already there (finish_load)."""
-        if dims in self._hnsw_dims or dims > _HNSW_MAX_DIMS or dims < 1:
-            return
-        with self._hnsw_lock, self._translate("create vector index"), self._pool.connection() as conn, \
-                conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK + 1,))
-            if work_mem is not None:
-                conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (work_mem,))
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS embeddings_hnsw_{dims} ON embeddings USING hnsw "
-                f"((vec::halfvec({dims})) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64) "
-                f"WHERE dims = {dims}")
-            self._hnsw_dims.add(dims)
-
     # -- writes ------------------------------------------------------------------
     def add_episodes(
         self,
@@ -237,7 +218,6 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
         half = None
         if vectors is not None and model_id is not None:
             half = np.asarray(vectors, dtype=np.float16).reshape(len(drafts), -1)
-            self._ensure_hnsw(int(half.shape[1]))
         token = scope_token(tenant)
         with self._write("add", tenant, create=True) as cur:
             session_keys: dict[str, int] = {}
@@ -289,6 +269,8 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
             for skey in session_keys.values():
                 self._refresh_session(cur, skey)
             self._bump(cur, tenant)
+        if half is not None:
+            self._vectors_written(tenant, int(half.shape[1]), len(drafts))  # a graph due? (postgres_graphs)
         return stored
 
     def _store_vectors(self, cur: psycopg.Cursor[Any], keys: list[int], half: np.ndarray, model_id: str) -> None:
@@ -368,6 +350,7 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                 cur.execute(f"DELETE FROM {table} WHERE namespace=%s AND user_id=%s", key)  # noqa: S608
         for table in ("episodes", "sessions", "notes"):
             self._key_marks.pop((tenant, table), None)
+        self._forget_graphs(tenant)  # its HNSW graphs are dropped in the background
         self._vacuum(_TENANT_TABLES)
         return int(n)
 
@@ -725,9 +708,10 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
                 return []
             rows: list[tuple[Any, ...]] = []
             exact = True
-            if n >= self.exact_below and dims not in self._hnsw_dims:  # made by another process?
-                self._hnsw_dims.update(_hnsw_dims_of(cur.connection))
-            if n >= self.exact_below and dims in self._hnsw_dims:
+            graph = n >= self.exact_below and dims <= HNSW_MAX_DIMS and self._has_graph(cur, tenant, dims)
+            if n >= self.exact_below and dims <= HNSW_MAX_DIMS and not graph:
+                self._request_graph("build", tenant, dims)  # answered exactly until it is built
+            if graph:
                 ef = min(1000, max(self.ef_search, 2 * limit))
                 cur.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                             "set_config('hnsw.ef_search', %s, true)", (str(ef),))
@@ -742,8 +726,8 @@ class PostgresStore(PgNotesMixin, PgKeysMixin, PgCopyMixin):
             else:
                 self.dense_counts["exact"] += 1
             if exact:
-                # Small tenant (or the index came back short): exact. ``vec`` without the
-                # dimension cast is not the indexed expression, so this never uses HNSW.
+                # Small tenant, no graph yet, or the graph came back short: exact. ``vec``
+                # without the dimension cast is not the indexed expression: never HNSW.
                 rows = cur.execute(
                     f"SELECT episode_key, 1 - (vec <=> %s::halfvec) AS c FROM embeddings WHERE {where} "
                     "ORDER BY vec <=> %s::halfvec, episode_key LIMIT %s", (text, *args, text, _limit(limit))
@@ -851,12 +835,6 @@ def _terms(terms: Sequence[str]) -> list[str]:
 
 def _limit(n: int) -> int:
     return max(0, int(n))
-
-
-def _hnsw_dims_of(conn: psycopg.Connection[Any]) -> set[int]:
-    rows = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings' "
-                        "AND indexname LIKE 'embeddings_hnsw_%'").fetchall()
-    return {int(r[0].rsplit("_", 1)[1]) for r in rows}
 
 
 def _first_line(exc: BaseException) -> str:

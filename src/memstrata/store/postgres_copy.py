@@ -40,8 +40,7 @@ class PgCopyMixin:
         def _translate(self, what: str) -> AbstractContextManager[None]: ...
         def _write(self, what: str, tenant: Any = None, *,
                    create: bool = False) -> AbstractContextManager[psycopg.Cursor[Any]]: ...
-        def _ensure_hnsw(self, dims: int, *, work_mem: str | None = None) -> None: ...
-        _hnsw_dims: set[int]
+        def build_graphs(self, *, work_mem: str | None = None) -> int: ...
 
     def dump_table(self, table: str, *, batch: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
         from .postgres import halfvec_bytes  # noqa: PLC0415
@@ -60,12 +59,11 @@ class PgCopyMixin:
                     yield [tuple(r) for r in rows]
 
     def finish_load(self) -> None:
-        """Build the HNSW indexes load_table deferred (with 512 MB of maintenance memory).
-        Until then (or if a load stops half-way) dense search scans exactly, and the next
-        add of vectors makes the index anyway."""
-        for dims in sorted(self.__dict__.get("_deferred_hnsw", set())):
-            self._ensure_hnsw(dims, work_mem="512MB")
-        self.__dict__["_deferred_hnsw"] = set()
+        """Build the HNSW graphs of the tenants the load made big enough for one
+        (``postgres_graphs``), with 512 MB of maintenance memory. Until then (or if a load
+        stops half-way) dense search scans exactly, and the next search or add of such a
+        tenant queues its graph anyway."""
+        self.build_graphs(work_mem="512MB")
 
     def load_table(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
         from .postgres import vec_literal  # noqa: PLC0415
@@ -77,18 +75,9 @@ class PgCopyMixin:
                                         f"{len(cols)} columns ({', '.join(cols)})")
         loaded: dict[str, int] = self.__dict__.setdefault("_loaded_rows", {})
         waiting: dict[int, int] = self.__dict__.setdefault("_waiting_supersede", {})
-        deferred: set[int] = self.__dict__.setdefault("_deferred_hnsw", set())
-        if table == "embeddings":
-            # The HNSW index is built once after the load (finish_load): kept up to date
-            # row by row, 100k vectors took 540 s to load; building it after, ~70-150 s.
-            deferred.update(len(bytes(r[2])) // 2 for r in rows)
-            if not loaded.get(table):
-                with self._write("load embeddings") as cur:
-                    if cur.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0:
-                        for (name,) in cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = "
-                                                   "'embeddings' AND indexname LIKE 'embeddings_hnsw_%%'").fetchall():
-                            cur.execute(f'DROP INDEX IF EXISTS "{name}"')
-                        self._hnsw_dims.clear()  # exact scans until finish_load
+        # (No vector graph is kept up to date during a load: a load goes into an empty store,
+        # which has none, and finish_load builds them once at the end; kept up to date row by
+        # row, 100k vectors took 540 s to load, built after, ~70-150 s.)
         with self._write(f"load {table}") as cur:
             present = cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
             if present != loaded.get(table, 0):

@@ -19,8 +19,9 @@ The tables and column names are SQLite's (``store/migrations.py``, ``base.TABLES
   longer text would make the insert fail;
 - turn embeddings are pgvector ``halfvec`` (float16, the precision SQLite keeps), with
   the tenant, model, time and dimension copied next to them, so a tenant-filtered
-  nearest-neighbour query reads one table. An HNSW index per dimension is created when
-  the first vectors of that dimension arrive (``PostgresStore._ensure_hnsw``);
+  nearest-neighbour query reads one table. HNSW graphs are per tenant and dimension,
+  partial indexes made outside migrations once a tenant is big enough
+  (``postgres_graphs``; migration 3 drops the single shared graph of versions 1-2);
 - note vectors stay little-endian float16 BYTEA, as in SQLite (notes are few and are
   ranked in memory).
 
@@ -203,6 +204,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX episodes_tenant_key ON episodes (namespace, user_id, key);
     CREATE INDEX sessions_tenant_key ON sessions (namespace, user_id, key);
     CREATE INDEX notes_tenant_key ON notes (namespace, user_id, key);
+    """,
+    # 3: one HNSW graph per large tenant (postgres_graphs) instead of one per dimension over
+    #    every tenant's vectors, which every insert paid for. The tenants' graphs are built
+    #    in the background by the first search or write that finds them missing.
+    r"""
+    DO $$
+    DECLARE r record;
+    BEGIN
+        FOR r IN SELECT indexname FROM pg_indexes
+                 WHERE schemaname = current_schema() AND tablename = 'embeddings'
+                   AND indexname LIKE 'embeddings\_hnsw\_%'
+        LOOP
+            EXECUTE format('DROP INDEX %I', r.indexname);
+        END LOOP;
+    END $$;
     """,
 ]
 
