@@ -129,12 +129,23 @@ def test_two_stores_on_one_database_build_one_graph(store: PostgresStore, pg_url
         other.close()
 
 
+def test_close_lets_a_queued_build_finish(pg_url: str) -> None:
+    """A short-lived process (one CLI command) that queued a graph waits for it on close
+    (up to graph_close_wait_s) rather than leaving a half-built index to the next."""
+    store = PostgresStore(pg_url)
+    store.exact_below = 200
+    _add(store, BIG, 250, np.random.default_rng(6), "a")
+    store.close()
+    assert _graph(pg_url, BIG) is not None and _graph(pg_url, BIG)[0]  # type: ignore[index]
+
+
 def test_close_stops_a_build_that_waits_and_leaves_no_graph(store: PostgresStore, pg_url: str) -> None:
     rng = np.random.default_rng(5)
     with psycopg.connect(pg_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (GRAPH_LOCK,))  # another process is building
         _add(store, BIG, 250, rng, "a")
         assert store.wait_indexes(0.5) is False  # queued behind the lock
+        store.graph_close_wait_s = 0.5
         store.close()
         thread = store._graph_thread
         assert thread is None or not thread.is_alive()

@@ -31,6 +31,9 @@ of the true top 10 for a 500k-vector tenant at 1M).
   ``CREATE INDEX CONCURRENTLY`` on one table wait for each other's snapshots.
 - **A build that stopped half-way** (crash, ``close``) leaves an INVALID index; the next
   build drops it and starts again. A failed build is retried after ``_RETRY_S``.
+  ``close`` first gives queued builds ``graph_close_wait_s`` (10 s: a 20k-vector graph
+  takes ~4 s) to finish, so that a short-lived process (a CLI command) that queued one
+  does not leave it to the next; then it cancels what still runs.
 - **Erase** drops the tenant's graphs (``DROP INDEX CONCURRENTLY``, queued behind a
   running build rather than blocking the caller). A build that finishes after its
   tenant was erased drops its own graph.
@@ -104,6 +107,7 @@ class PgGraphsMixin:
         # maintenance_work_mem of a build: the graph is built in memory when it fits
         # (~1.2 kB a 384-dim vector), else pgvector builds it on disk, much more slowly.
         self.graph_work_mem = "512MB"
+        self.graph_close_wait_s = 10.0
         # "built", "failed", "invalid_dropped", "dropped": what the builder did.
         self.graph_counts: Counter[str] = Counter()
 
@@ -291,8 +295,11 @@ class PgGraphsMixin:
             return not self._graph_jobs
 
     def _close_graphs(self, timeout: float = 10.0) -> None:
-        """Stop the builder: queued jobs are dropped, a running build is cancelled (its
-        half-built index is dropped and built again by the next process that needs it)."""
+        """Stop the builder: after up to ``graph_close_wait_s`` for the queued jobs, what
+        is left is dropped and a running build is cancelled (its half-built index is
+        dropped and built again by the next process that needs it)."""
+        if self.graph_close_wait_s > 0:
+            self.wait_indexes(self.graph_close_wait_s)
         with self._graph_cv:
             self._graph_closed = True
             self._graph_jobs.clear()
