@@ -1035,6 +1035,21 @@ def bench_poison(
         raise typer.Exit(1)
 
 
+@app.command("build-indexes")
+def build_indexes(db: Optional[Path] = DbOpt, as_json: bool = JsonOpt) -> None:
+    """Build now the vector indexes a store otherwise builds in the background: on
+    PostgreSQL the HNSW graph of every user past 20,000 vectors (after an upgrade from
+    schema version 2, whose shared graph migration 3 drops, or a bulk load). Searches are
+    correct without them, only slower. SQLite keeps its indexes in step: nothing to do."""
+    import time
+
+    with _errors(), _memory(db, None, no_embed=True) as mem:
+        t0 = time.perf_counter()
+        mem.store.finish_load()
+        seconds = time.perf_counter() - t0
+    _print_json({"seconds": round(seconds, 3)}) if as_json else out.print(f"vector indexes built in {seconds:.1f} s")
+
+
 @app.command("migrate")
 def migrate_command(
     source: str = typer.Option(..., "--from", help="Store to copy: sqlite:///PATH, a file path, or postgresql://..."),

@@ -4,6 +4,7 @@ on one database, and close while a build waits."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -157,3 +158,52 @@ def test_close_stops_a_build_that_waits_and_leaves_no_graph(store: PostgresStore
         assert again.wait_indexes(60) and _graph(pg_url, BIG) is not None
     finally:
         again.close()
+
+
+def test_search_keeps_walking_the_graph_after_many_queries_on_one_connection(pg_url: str) -> None:
+    """The graph is used by the plan, query after query: a prepared statement's generic
+    plan (psycopg prepares after 5 runs, the server goes generic 5 runs later) cannot
+    prove the tenant filter implies the graph's predicate and scans exactly instead.
+    Counted by the server: the graph index's own scan count."""
+    store = PostgresStore(pg_url, max_size=1)  # one connection: one backend, one plan cache
+    try:
+        store.exact_below, store.ef_search = 200, 40
+        rng = np.random.default_rng(7)
+        for batch in range(6):
+            _add(store, BIG, 500, rng, f"a{batch}")
+        assert store.wait_indexes(60)
+        name = graph_name(BIG, DIMS)
+        for q in rng.standard_normal((15, DIMS)).astype(np.float32):
+            assert len(store.dense_turns(BIG, q / np.linalg.norm(q), "m", limit=10) or []) == 10
+        assert store.dense_counts["hnsw"] == 15
+        with store._read() as cur:  # the same backend: flush its statistics when this ends
+            cur.execute("SELECT pg_stat_force_next_flush()")
+        with psycopg.connect(pg_url) as c:
+            scans = c.execute("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s",
+                              (name,)).fetchone()[0]
+        assert scans == 15
+    finally:
+        store.close()
+
+
+def test_build_indexes_command_builds_the_graphs_an_upgrade_dropped(pg_url: str) -> None:
+    """After migration 3 drops the shared graph of schema version 2, large users have no
+    graph until something builds one; `memstrata build-indexes` does it at once."""
+    import os
+    import subprocess
+    import sys
+
+    store = PostgresStore(pg_url)
+    rng = np.random.default_rng(8)
+    for batch in range(21):  # 21,000 vectors: past the default exact_below (20,000)
+        _add(store, BIG, 1000, rng, f"a{batch}")
+    store.close()  # (waits for the graph it queued)
+    with psycopg.connect(pg_url, autocommit=True) as c:  # what an upgraded store starts with
+        c.execute(f'DROP INDEX "{graph_name(BIG, DIMS)}"')
+    assert _graph(pg_url, BIG) is None
+    env = {**os.environ, "MEMSTRATA_STORE_URL": pg_url}
+    proc = subprocess.run([sys.executable, "-m", "memstrata", "build-indexes", "--json"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["seconds"] >= 0
+    assert _graph(pg_url, BIG) is not None and _graph(pg_url, BIG)[0]  # type: ignore[index]

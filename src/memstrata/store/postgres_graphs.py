@@ -35,8 +35,14 @@ of the true top 10 for a 500k-vector tenant at 1M).
   takes ~4 s) to finish, so that a short-lived process (a CLI command) that queued one
   does not leave it to the next; then it cancels what still runs.
 - **Erase** drops the tenant's graphs (``DROP INDEX CONCURRENTLY``, queued behind a
-  running build rather than blocking the caller). A build that finishes after its
-  tenant was erased drops its own graph.
+  running build rather than blocking the caller; its VACUUM skips a table a build holds:
+  ``SKIP_LOCKED``). A build that finishes after its tenant was erased drops its own graph.
+- **A build waits for older transactions**: ``CONCURRENTLY`` waits until every
+  transaction that began before it has ended, so a session left idle in a transaction
+  holds the build (and, through the lock, every later build) until it ends.
+- **Planned per query**: the graph query is not prepared (``prepare=False``): a prepared
+  statement's generic plan cannot prove that the tenant filter implies the graph's
+  predicate, and the server switched to it after 5 + 5 runs, scanning exactly from then on.
 - **Limits.** Each graph is an index of ``embeddings``: every insert evaluates every
   graph's predicate, and the planner considers each graph for every vector query. Cheap
   for hundreds of large tenants; for thousands, partition the table by tenant
@@ -102,7 +108,10 @@ class PgGraphsMixin:
         self._graph_queued: set[tuple[str, Tenant, int]] = set()
         self._graph_cv = threading.Condition()
         self._graph_thread: threading.Thread | None = None
-        self._graph_conn: psycopg.Connection[Any] | None = None
+        self._graph_conns: set[psycopg.Connection[Any]] = set()  # builders running (close cancels them)
+        # Guards the three dicts above and graph_counts: the builder thread and callers'
+        # threads (a server runs store calls on several) change them at once.
+        self._graph_state = threading.Lock()
         self._graph_closed = False
         # maintenance_work_mem of a build: the graph is built in memory when it fits
         # (~1.2 kB a 384-dim vector), else pgvector builds it on disk, much more slowly.
@@ -122,14 +131,22 @@ class PgGraphsMixin:
         if row is not None and row[0]:
             self._remember(self._graph_ready, key, now)
             return True
-        self._graph_ready.pop(key, None)
+        self._forget(self._graph_ready, key)
         return False
 
-    @staticmethod
-    def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:
-        if len(table) >= _MAX_TRACKED and key not in table:
-            table.clear()
-        table[key] = value
+    def _remember(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        with self._graph_state:
+            if len(table) >= _MAX_TRACKED and key not in table:
+                table.clear()
+            table[key] = value
+
+    def _forget(self, table: dict[Any, Any], key: Any) -> None:
+        with self._graph_state:
+            table.pop(key, None)
+
+    def _count(self, what: str) -> None:
+        with self._graph_state:
+            self.graph_counts[what] += 1
 
     def _vectors_written(self, tenant: Tenant, dims: int, n: int) -> None:
         """After a write of ``n`` vectors: queue a graph build if the tenant may have just
@@ -139,7 +156,7 @@ class PgGraphsMixin:
             return
         due = self._graph_due.get(key, 0) - n
         if due > 0:
-            self._graph_due[key] = due
+            self._remember(self._graph_due, key, due)
             return
         with self._read() as cur:
             count = int(cur.execute(
@@ -189,7 +206,7 @@ class PgGraphsMixin:
                 if not closing:
                     log.warning("building the vector graph of a tenant failed; its searches stay exact "
                                 "(retried in %.0f s)", _RETRY_S, exc_info=True)
-                    self.graph_counts["failed"] += 1
+                    self._count("failed")
                     self._remember(self._graph_failed, (tenant, dims), time.monotonic())
             finally:
                 with self._graph_cv:
@@ -206,12 +223,18 @@ class PgGraphsMixin:
             if self._graph_closed:
                 conn.close()
                 return None
-            self._graph_conn = conn
+            self._graph_conns.add(conn)
         return conn
+
+    def _go_on(self, conn: psycopg.Connection[Any]) -> bool:
+        """False once the store is closing (checked before each long statement: a cancel
+        that arrives between statements is lost)."""
+        with self._graph_cv:
+            return not self._graph_closed
 
     def _release(self, conn: psycopg.Connection[Any]) -> None:
         with self._graph_cv:
-            self._graph_conn = None
+            self._graph_conns.discard(conn)
         conn.close()  # (ends the session: its advisory lock goes with it)
 
     def _build_graph(self, tenant: Tenant, dims: int, *, work_mem: str | None = None) -> bool:
@@ -229,8 +252,8 @@ class PgGraphsMixin:
                 return True
             if row is not None:  # left INVALID by a build that stopped half-way
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
-                self.graph_counts["invalid_dropped"] += 1
-            if not _tenant_exists(conn, tenant):
+                self._count("invalid_dropped")
+            if not _tenant_exists(conn, tenant) or not self._go_on(conn):
                 return False
             conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (work_mem or self.graph_work_mem,))
             conn.execute(sql.SQL(
@@ -242,9 +265,9 @@ class PgGraphsMixin:
             if not _tenant_exists(conn, tenant):  # erased while it was built
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
                 return False
-            self.graph_counts["built"] += 1
+            self._count("built")
             self._remember(self._graph_ready, (tenant, dims), time.monotonic())
-            self._graph_failed.pop((tenant, dims), None)
+            self._forget(self._graph_failed, (tenant, dims))
             return True
         finally:
             self._release(conn)
@@ -261,15 +284,20 @@ class PgGraphsMixin:
                 return  # written again since the erase: its graphs serve the new rows
             for name in names:
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
-                self.graph_counts["dropped"] += 1
+                self._count("dropped")
+            self._forget_tenant(tenant)  # (a build that ended after the erase may have marked one valid)
         finally:
             self._release(conn)
 
+    def _forget_tenant(self, tenant: Tenant) -> None:
+        with self._graph_state:
+            for table in (self._graph_ready, self._graph_due, self._graph_failed):
+                for key in [k for k in table if k[0] == tenant]:
+                    del table[key]
+
     def _forget_graphs(self, tenant: Tenant) -> None:
         """After an erase: forget what this process knew and drop the tenant's graphs."""
-        for table in (self._graph_ready, self._graph_due, self._graph_failed):
-            for key in [k for k in table if k[0] == tenant]:
-                table.pop(key, None)
+        self._forget_tenant(tenant)
         self._request_graph("drop", tenant, 0)
 
     def build_graphs(self, *, work_mem: str | None = None) -> int:
@@ -304,15 +332,22 @@ class PgGraphsMixin:
             self._graph_closed = True
             self._graph_jobs.clear()
             self._graph_queued.clear()
-            conn, thread = self._graph_conn, self._graph_thread
+            thread = self._graph_thread
             self._graph_cv.notify_all()
-        if conn is not None:
-            try:
-                conn.cancel_safe()
-            except (psycopg.Error, OSError):
-                pass
+        deadline = time.monotonic() + timeout
+        while True:  # cancel until the builders are gone: a cancel between statements is lost
+            with self._graph_cv:
+                conns = list(self._graph_conns)
+            if not conns or time.monotonic() > deadline:
+                break
+            for conn in conns:
+                try:
+                    conn.cancel_safe(timeout=1.0)
+                except (psycopg.Error, OSError):
+                    pass
+            time.sleep(0.05)
         if thread is not None:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _tenant_exists(conn: psycopg.Connection[Any], tenant: Tenant) -> bool:
