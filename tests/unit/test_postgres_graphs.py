@@ -207,3 +207,25 @@ def test_build_indexes_command_builds_the_graphs_an_upgrade_dropped(pg_url: str)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["seconds"] >= 0
     assert _graph(pg_url, BIG) is not None and _graph(pg_url, BIG)[0]  # type: ignore[index]
+
+
+def test_migration_3_drops_the_shared_graph_of_version_2_and_nothing_else(pg_url: str) -> None:
+    """A store at schema version 2 had one HNSW index per dimension over every tenant
+    (embeddings_hnsw_<dims>); opening it with this code drops that one (every insert paid
+    for it) and keeps every other index, and its data."""
+    store = PostgresStore(pg_url)
+    _add(store, BIG, 50, np.random.default_rng(9), "a")
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as c:  # back to what version 2 left
+        c.execute(f"CREATE INDEX embeddings_hnsw_{DIMS} ON embeddings USING hnsw "
+                  f"((vec::halfvec({DIMS})) halfvec_cosine_ops) WHERE dims = {DIMS}")
+        c.execute("CREATE INDEX embeddingsxhnswx1 ON embeddings (dims)")  # LIKE's _ must not match this
+        c.execute("UPDATE schema_version SET version = 2")
+        before = {r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")}
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url) as c:
+        after = {r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")}
+        assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] >= 3
+        assert c.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 50
+        c.execute("DROP INDEX embeddingsxhnswx1")
+    assert before - after == {f"embeddings_hnsw_{DIMS}"} and "embeddingsxhnswx1" in after
