@@ -29,7 +29,7 @@ from ..model import Episode
 from ..retrieve.query import STOPWORDS, lexical_terms, tokenize
 from ..retrieve.timeexpr import TimeRange, find_time_ranges
 
-RULES_VERSION = "rules/1"
+RULES_VERSION = "rules/2"
 
 
 @dataclass(slots=True)
@@ -85,6 +85,17 @@ _SMALL_TALK = re.compile(
     r"haha|lol|bye|see you|take care|congrats|congratulations|that's (great|awesome|amazing|cool|so)|"
     r"sounds (great|good|fun)|good (luck|idea|to hear)|i (see|agree))\b", re.I)
 _NUMBER = re.compile(r"\b\d[\d,.:/]*\b")
+# A statement anchored in time ("last Friday", "two days ago", "yesterday") is what
+# "when did ..." questions ask about, whatever else it says (cheap pre-check; _note
+# resolves the expression).
+_TIME_ANCHOR = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|(last|this|next|past) (week|weekend|month|year|night|summer|winter|spring|"
+    r"fall|autumn|monday|tuesday|wednesday|thursday|friday|saturday|sunday)|(\d+|a|an|one|two|three|four|five|six|"
+    r"seven|eight|nine|ten|few|couple of) (days?|weeks?|months?|years?) ago)\b", re.I)
+# A described attachment: "[shares an image: a photo of a tart with raspberries]",
+# "[image: ...]", "[photo: ...]". The description is a fact about what the speaker
+# showed, kept as a note of its own.
+_MEDIA = re.compile(r"\s*\[(?:shares? (?:an? )?)?(image|photo|picture|video)s?:\s*([^\]]{3,300})\]", re.I)
 _QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]")
 _NAME = re.compile(r"\b([A-Z][\w'’-]*(?:\s+(?:of|the|de|van|von|and|&)?\s*[A-Z][\w'’-]*)*)")
 _NOT_NAMES = frozenset({"i", "i'm", "i've", "i'd", "i'll", "the", "a", "an", "my", "we", "you", "it", "this", "that",
@@ -148,6 +159,7 @@ def informative(sentence: str) -> bool:
     signals = (
         bool(_FIRST_PERSON.search(sentence)),
         bool(_NUMBER.search(sentence)),
+        bool(_TIME_ANCHOR.search(sentence)),
         bool(_QUOTED.search(sentence)),
         bool(names(sentence, strict=True)),
         any(rx.search(sentence) for _, rx in _TAGS),
@@ -235,19 +247,26 @@ class RuleExtractor:
     def _turn(self, key: int, ep: Episode) -> list[NoteDraft]:
         subject = ep.speaker or ("User" if ep.role == "user" else ep.role.capitalize())
         out: list[NoteDraft] = []
-        text = re.sub(r"\s*\[shares an image:[^\]]*\]", "", ep.content) if "[shares an image" in ep.content else ep.content
+        text = ep.content
+        media: list[str] = []
+        if "[" in text:
+            media = [f"shared {'a video' if kind.lower() == 'video' else 'an image'}: {desc.strip()}"
+                     for kind, desc in _MEDIA.findall(text)]
+            text = _MEDIA.sub("", text)
         for sentence in split_sentences(text):
             if len(out) >= self.max_notes_per_turn:
                 break
             if len(sentence) > 600 or not informative(sentence):
                 continue
             out.append(self._note(key, ep, subject, sentence))
+        for sentence in media[: max(0, self.max_notes_per_turn - len(out))]:
+            out.append(self._note(key, ep, subject, sentence, sep=" "))
         return out
 
-    def _note(self, key: int, ep: Episode, subject: str, sentence: str) -> NoteDraft:
+    def _note(self, key: int, ep: Episode, subject: str, sentence: str, sep: str = ": ") -> NoteDraft:
         when = ep.event_time
         valid_from = when
-        content = f"{subject}: {sentence}"
+        content = f"{subject}{sep}{sentence}"
         ranges = [r for r in find_time_ranges(sentence, when) if _anchored(r)]
         if ranges:
             r = ranges[0]
