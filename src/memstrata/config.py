@@ -45,6 +45,7 @@ class RetrievalConfig:
     superseded_factor: float = 0.7  # score factor for turns whose every note was superseded before as_of
     refresh_cos: float = 0.5        # a matching note restated later with another quantity counts as superseded (1: off)
     refresh_factor: float = 0.8     # ... and its score is multiplied by this (softer than superseded_factor)
+    refresh_window: int = 2         # a hit whose best note restates a higher hit's, later, moves ahead of it from up to this many places below (0: off)
     diversity: float = 0.0          # session diversity of turn/round results (MMR-style; 0: pure score order)
     diversity_scope: Literal["aggregate", "all"] = "aggregate"  # only for questions that gather facts, or always
     retention_weight: float = 0.0   # weight of the forgetting curve in note scores (0: off)
@@ -57,6 +58,8 @@ class RetrievalConfig:
             raise ConfigError("retrieval config enables no retriever: turn on lexical or dense")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ConfigError("rrf_k and candidates must be >= 1")
+        if self.refresh_window < 0:
+            raise ConfigError("refresh_window must be >= 0")
         if self.ann_min_vectors < 0 or not 0 < self.ann_probe <= 1:
             raise ConfigError("ann_min_vectors must be >= 0 and ann_probe in (0, 1]")
         if self.fusion not in ("rrf", "relative"):

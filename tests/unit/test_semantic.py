@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from memstrata import Memory, MemoryConfig
-from memstrata.config import EmbedConfig, NotesConfig
+from memstrata.config import EmbedConfig, NotesConfig, RetrievalConfig
+from memstrata.errors import ConfigError
 from memstrata.errors import NotFoundError
 from memstrata.semantic.extract import RuleExtractor, attribute, informative, split_sentences
+from memstrata.retrieve.query import asks_about_past
 from memstrata.semantic.retention import retention
 
 from ..pg import stored_bytes
@@ -67,10 +69,27 @@ def test_notes_are_attributed_dated_and_point_to_their_source(mem: Memory) -> No
     assert "7 May 2023" in n.content          # the relative date, resolved against the turn's time
     assert n.valid_from == utc("2023-05-07T00:00:00")
     assert n.source_episode_ids == (eps[0].id,)
-    assert "pottery" in n.keywords and "Ana" in n.entities and n.extractor == "rules/1"
+    assert "pottery" in n.keywords and "Ana" in n.entities and n.extractor == "rules/2"
     assert mem.notes_for(eps[0].id, user_id="ana")[0].id == n.id
     assert [c.action for c in mem.history(n.id, user_id="ana")] == ["created"]
     assert mem.pending(user_id="ana") == 0
+
+
+def test_time_anchored_sentences_and_shared_images_become_notes(mem: Memory) -> None:
+    """A sentence that says *when* ("from last Friday") is kept though it has no first
+    person; a described attachment is a note of its own, attributed to its sender."""
+    assert informative("Here's a pic from last Friday with some veterans from the parade.")
+    assert not informative("Here's a pic with some veterans from the parade.")
+    mem.add([{"role": "user", "name": "John",
+              "content": "Thanks so much! Here's a pic from last Friday with some veterans from the parade. "
+                         "[shares an image: a photo of a man shaking hands with a soldier in uniform]"}],
+            user_id="ana", timestamp="2023-05-20T10:00:00Z", wait=True)
+    notes = by_content(mem)
+    assert set(notes) == {
+        "John: Here's a pic from last Friday with some veterans from the parade. [last Friday = 19 May 2023]",
+        "John shared an image: a photo of a man shaking hands with a soldier in uniform",
+    }
+    assert all("[shares" not in c for c in notes), "the description is not left inside a sentence note"
 
 
 # -- evolution -------------------------------------------------------------------------
@@ -339,3 +358,57 @@ def test_personalized_pagerank_reaches_evidence_two_hops_from_the_query(mem: Mem
     assert ordered[2] < 0.2 * ordered[1]
     hits = mem.search("who plays the cello?", user_id="ana", variant="graph")
     assert "graph" in hits[0].sources and "cello" in hits[0].text
+
+
+# -- query-time updates: the newest restatement first ----------------------------------------
+_GUITAR_OLD = [
+    {"role": "user", "content": "I'm going to a music festival next month and I want my acoustic guitar in shape. "
+                                "By the way, I've been meaning to get my acoustic guitar serviced, but I haven't "
+                                "gotten around to it yet. Do you know what a guitar service usually includes?"},
+    {"role": "assistant", "content": "A guitar service usually includes new strings, a setup of the neck and action, "
+                                     "fret polishing and a check of the electronics. Look for a shop that services guitars."},
+    {"role": "user", "content": "I think I'll get my guitar serviced before the festival then."},
+]
+_GUITAR_NEW = [  # the update is an aside in a turn about something else
+    {"role": "user", "content": "I'm planning a weekend of baking and I need a recipe for sourdough bread with a crispy "
+                                "crust. Oh, and the music shop on Main St where I got my guitar serviced did a great "
+                                "job. Which flour works best for sourdough?"},
+    {"role": "assistant", "content": "Bread flour with a bit of whole wheat works well for sourdough."},
+]
+
+
+def test_a_later_restatement_ranks_before_the_statement_it_restates(db_path: str, embedder) -> None:  # type: ignore[no-untyped-def]
+    """Knowledge updates the extractor cannot link (no attribute, no quantity): the later
+    session restates the earlier one's fact, so for a question about the current state it
+    comes first; asked about the earlier state, or with the window off, the order is the
+    fused scores' order (which favours the longer, older discussion)."""
+    cfg = MemoryConfig(notes=NotesConfig(background=False))
+    with Memory(db_path, config=cfg, embedder=embedder) as m:
+        m.add(_GUITAR_OLD, user_id="ana", session_id="old", timestamp="2023-05-20T10:00:00Z", wait=True)
+        m.add(_GUITAR_NEW, user_id="ana", session_id="new", timestamp="2023-05-29T10:00:00Z", wait=True)
+        assert all(n.status == "active" for n in m.notes(user_id="ana")), "no update recorded at ingest"
+
+        def order(query: str, variant: str = "hybrid", unit: str = "session") -> list[tuple[str, float]]:
+            return [(h.session_id, h.score) for h in m.search(query, user_id="ana", unit=unit, variant=variant, k=3)]
+
+        plain = order("Where did I get my guitar serviced?", "hybrid:refresh_window=0")
+        assert [s for s, _ in plain] == ["old", "new"] and plain[0][1] > plain[1][1]
+        now = order("Where did I get my guitar serviced?")
+        assert [s for s, _ in now] == ["new", "old"]
+        assert now[0][1] == now[1][1] == plain[0][1], "the restatement takes the score of the hit it passes"
+        past = order("Where did I get my guitar serviced previously?")
+        assert [s for s, _ in past] == ["old", "new"] and past[0][1] > past[1][1]
+        # Turns: the aside moves ahead of an older turn it restates (at most two places up).
+        turns_plain = [s for s, _ in order("Where did I get my guitar serviced?", "hybrid:refresh_window=0", "turn")]
+        turns_now = [s for s, _ in order("Where did I get my guitar serviced?", unit="turn")]
+        assert "new" not in turns_plain and "new" in turns_now
+
+
+def test_asks_about_past_and_refresh_window_validation() -> None:
+    assert asks_about_past("What was my previous goal before I updated it?")
+    assert asks_about_past("Where did I live originally?")
+    assert not asks_about_past("How many Instagram followers do I have?")
+    assert not asks_about_past("How often did I play previously? How often do I play now?")
+    assert not asks_about_past("How many women are on the team led by my former manager Rachel?")
+    with pytest.raises(ConfigError, match="refresh_window"):
+        RetrievalConfig(refresh_window=-1)

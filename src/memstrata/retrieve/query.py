@@ -90,6 +90,19 @@ def is_aggregate(query: str) -> bool:
     return word not in _NOT_PLURAL and not word.endswith("ss") and not word.endswith("'s") and len(word) > 3
 
 
+_PAST_STATE = re.compile(r"\b(previous(?:ly)?|before|originally|original|initially|at first|first|used to|"
+                         r"earlier|prior|formerly|back then|last time)\b", re.I)
+_CURRENT_STATE = re.compile(r"\b(now|currently|current|latest|most recent(?:ly)?|still|these days|nowadays|"
+                            r"today|anymore|so far|at the moment|presently)\b", re.I)
+
+
+def asks_about_past(query: str) -> bool:
+    """Does the question ask for an earlier state ("What was my previous goal?", "Where
+    did I live before ...?") rather than the current one? A question that names both
+    ("How often did I play previously? How often now?") asks for the current one too."""
+    return bool(_PAST_STATE.search(query)) and not _CURRENT_STATE.search(query)
+
+
 @dataclass(frozen=True, slots=True)
 class QueryPlan:
     text: str                       # the original query (embedded as is)
@@ -97,6 +110,7 @@ class QueryPlan:
     ranges: tuple[TimeRange, ...]   # resolved time expressions
     speakers: frozenset[str]        # lowercased speaker names the query mentions
     aggregate: bool = False         # the question gathers several facts (see is_aggregate)
+    past: bool = False              # the question asks for an earlier state (see asks_about_past)
 
 
 def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None],
@@ -114,4 +128,4 @@ def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None]
         # matches turns that greet or address that person.
         names = {part for s in speakers for part in tokenize(s)}
         terms = [t for t in terms if t not in names] or terms
-    return QueryPlan(query, tuple(terms), tuple(ranges), speakers, is_aggregate(query))
+    return QueryPlan(query, tuple(terms), tuple(ranges), speakers, is_aggregate(query), asks_about_past(query))

@@ -292,7 +292,8 @@ class Retriever:
                        drop_speaker_terms=cfg.drop_speaker_terms)
         ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
         diversity = cfg.diversity if (plan.aggregate or cfg.diversity_scope == "all") else 0.0
-        hits, rows = _assemble(self.store, tenant, idx, ranking, unit, k, diversity)
+        restated = (cfg.refresh_window, cfg.refresh_cos) if cfg.refresh_window and not plan.past else None
+        hits, rows = _assemble(self.store, tenant, idx, ranking, unit, k, diversity, restated)
         if self.on_recall is not None and ranking.notes is not None and rows:
             self._report_recalls(tenant, idx, *ranking.notes, rows)
         return hits
@@ -645,47 +646,107 @@ def _diversify(scores: np.ndarray, mask: np.ndarray, row_session: np.ndarray, de
 
 
 def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, unit: Unit,
-              k: int, diversity: float = 0.0) -> tuple[list[Hit], list[int]]:
+              k: int, diversity: float = 0.0, restated: tuple[int, float] | None = None) -> tuple[list[Hit], list[int]]:
+    """The ``k`` best units. ``restated`` = (window, cosine): see ``_restatements_first``."""
     snap = idx.snap
+    window = restated[0] if restated is not None and ranking.notes is not None else 0
+    want = k + window
+    # (score, best row, rows whose text the hit shows, rows whose notes speak for it)
+    groups: list[tuple[float, int, list[int], np.ndarray]] = []
     if unit == "session":
-        sessions = top_indexes(ranking.session, k, ranking.session_mask)
-        groups = []
+        sessions = top_indexes(ranking.session, want, ranking.session_mask)
+        ends = np.append(idx.session_starts[1:], snap.size)
         for s in sessions:
             rows = np.flatnonzero((idx.row_session == s) & ranking.turn_mask)
             if len(rows) == 0:
                 rows = np.flatnonzero(idx.row_session == s)
             best = rows[np.argmax(ranking.turn[rows])]
-            groups.append((float(ranking.session[s]), int(best), [int(best)]))
+            groups.append((float(ranking.session[s]), int(best), [int(best)],
+                           np.arange(idx.session_starts[s], ends[s])))
     else:
-        depth = k if unit == "turn" else k * 4
+        depth = want if unit == "turn" else want * 4
         if diversity > 0:
             turns = _diversify(ranking.turn, ranking.turn_mask, idx.row_session, depth, diversity)
         else:
             turns = top_indexes(ranking.turn, depth, ranking.turn_mask)
-        groups = []
         seen_rounds: set[int] = set()
         for r in turns:
             if unit == "turn":
-                groups.append((float(ranking.turn[r]), int(r), [int(r)]))
+                groups.append((float(ranking.turn[r]), int(r), [int(r)], np.array([r])))
                 continue
             rnd = int(idx.row_round[r])
             if rnd in seen_rounds:
                 continue
             seen_rounds.add(rnd)
             members = np.flatnonzero(idx.row_round == rnd)
-            groups.append((float(ranking.turn[r]), int(r), [int(m) for m in members]))
-            if len(groups) == k:
+            groups.append((float(ranking.turn[r]), int(r), [int(m) for m in members], members))
+            if len(groups) == want:
                 break
-    keys = {int(snap.keys[r]) for _, best, text_rows in groups for r in [best, *text_rows]}
+    if window and restated is not None and len(groups) > 1:
+        groups = _restatements_first(groups, idx, ranking, window, restated[1])
+    groups = groups[:k]
+    keys = {int(snap.keys[r]) for _, best, text_rows, _ in groups for r in [best, *text_rows]}
     episodes = store.episodes_by_keys(tenant, sorted(keys))
     hits = []
-    for score, best, text_rows in groups:
+    for score, best, text_rows, _ in groups:
         ep = episodes.get(int(snap.keys[best]))
         if ep is None:  # deleted between snapshot and fetch
             continue
         texts = [episodes[int(snap.keys[r])] for r in text_rows if int(snap.keys[r]) in episodes]
         hits.append(_hit(score, unit, ep, texts, ranking, best))
-    return hits, [r for _, best, text_rows in groups for r in (best, *text_rows)]
+    return hits, [r for _, best, text_rows, _ in groups for r in (best, *text_rows)]
+
+
+def _restatements_first(groups: list[tuple[float, int, list[int], np.ndarray]], idx: TenantIndex,
+                        ranking: Ranking, window: int, min_cos: float) -> list[tuple[float, int, list[int], np.ndarray]]:
+    """Newest restatement first (query-time knowledge updates, for hits the extractor
+    did not link). Each hit is represented by its best note for the query. A hit whose
+    note restates the note of a hit ranked at most ``window`` places above it (same
+    subject, cosine >= ``min_cos``) and was said *later* moves ahead of that hit and
+    takes its score (a tie, broken by recency): asked about a fact stated twice, the
+    current statement comes first. Only order changes, so a top-k list changes only
+    where a restatement crosses its boundary. The caller skips this for questions
+    about an earlier state (``asks_about_past``)."""
+    assert ranking.notes is not None
+    nidx, note_score = ranking.notes
+    notes = nidx.snap
+    if not notes.vectors.size:
+        return groups
+    group_of = np.full(idx.snap.size, -1, np.int64)
+    for g, (_, _, _, members) in enumerate(groups):
+        group_of[members] = g
+    vec_pos = np.full(notes.size, -1, np.int64)
+    vec_pos[notes.vector_rows] = np.arange(len(notes.vector_rows))
+    g_of_pair = group_of[nidx.episode_of]
+    pair_score = note_score[nidx.note_of]
+    ok = np.flatnonzero((g_of_pair >= 0) & (pair_score > 0) & (vec_pos[nidx.note_of] >= 0))
+    ok = ok[np.argsort(-pair_score[ok], kind="stable")]  # best pair first
+    owners, first = np.unique(g_of_pair[ok], return_index=True)  # each group's best pair
+    best_note = np.full(len(groups), -1, np.int64)
+    said = np.zeros(len(groups), np.int64)
+    best_note[owners] = nidx.note_of[ok[first]]
+    said[owners] = idx.snap.times[nidx.episode_of[ok[first]]]
+    placed: list[int] = []
+    scores = [g[0] for g in groups]
+    for g in range(len(groups)):
+        target = None
+        n = int(best_note[g])
+        if n >= 0 and notes.subjects[n]:
+            for back in range(1, window + 1):
+                pos = len(placed) - back
+                if pos < 0:
+                    break
+                h = placed[pos]
+                m = int(best_note[h])
+                if (m >= 0 and m != n and said[g] > said[h] and notes.subjects[m] == notes.subjects[n]
+                        and float(notes.vectors[vec_pos[n]] @ notes.vectors[vec_pos[m]]) >= min_cos):
+                    target = pos
+        if target is None:
+            placed.append(g)
+        else:
+            scores[g] = max(scores[g], scores[placed[target]])
+            placed.insert(target, g)
+    return [(scores[g], *groups[g][1:]) for g in placed]
 
 
 def _hit(score: float, unit: Unit, ep: Episode, texts: list[Episode], ranking: Ranking, best: int) -> Hit:
