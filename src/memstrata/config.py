@@ -43,7 +43,7 @@ class RetrievalConfig:
     graph_seed_notes: int = 5       # best notes that seed the PageRank besides the query's concepts
     ppr_damping: float = 0.5        # probability of following an edge (1 - restart probability)
     superseded_factor: float = 0.7  # score factor for turns whose every note was superseded before as_of
-    refresh_cos: float = 0.5        # a matching note restated later with another quantity counts as superseded (1: off)
+    refresh_cos: float = 0.5        # a matching note restated later with another quantity counts as superseded; also the restatement test of refresh_window (1: only identical vectors)
     refresh_factor: float = 0.8     # ... and its score is multiplied by this (softer than superseded_factor)
     refresh_window: int = 2         # a hit whose best note restates a higher hit's, later, moves ahead of it from up to this many places below (0: off)
     diversity: float = 0.0          # session diversity of turn/round results (MMR-style; 0: pure score order)

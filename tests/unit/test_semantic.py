@@ -90,6 +90,12 @@ def test_time_anchored_sentences_and_shared_images_become_notes(mem: Memory) -> 
         "John shared an image: a photo of a man shaking hands with a soldier in uniform",
     }
     assert all("[shares" not in c for c in notes), "the description is not left inside a sentence note"
+    mem.add([{"role": "user", "name": "Mia", "content": "I love that lake so much![photo: the lake at dawn]We swam there last "
+                                                         "summer. [video: my dog surfing a wave]"}],
+            user_id="mia", timestamp="2023-05-20T10:00:00Z", wait=True)
+    assert set(by_content(mem, "mia")) == {"Mia: I love that lake so much!", "Mia: We swam there last summer.",
+                                           "Mia shared an image: the lake at dawn",
+                                           "Mia shared a video: my dog surfing a wave"}
 
 
 # -- evolution -------------------------------------------------------------------------
@@ -402,6 +408,27 @@ def test_a_later_restatement_ranks_before_the_statement_it_restates(db_path: str
         turns_plain = [s for s, _ in order("Where did I get my guitar serviced?", "hybrid:refresh_window=0", "turn")]
         turns_now = [s for s, _ in order("Where did I get my guitar serviced?", unit="turn")]
         assert "new" not in turns_plain and "new" in turns_now
+
+
+def test_the_reorder_sees_only_turns_inside_the_time_filter(db_path: str, embedder) -> None:  # type: ignore[no-untyped-def]
+    """With ``end`` before the restatement was said, a session is represented only by its
+    visible turns: its later aside must not lift it (found in review: an unrelated turn of
+    that session came first)."""
+    cfg = MemoryConfig(notes=NotesConfig(background=False))
+    with Memory(db_path, config=cfg, embedder=embedder) as m:
+        m.add(_GUITAR_OLD, user_id="ana", session_id="old", timestamp="2023-05-20T10:00:00Z", wait=True)
+        m.add([{"role": "user", "content": "I need a recipe for sourdough bread with a crispy crust."},
+               {"role": "assistant", "content": "Bread flour works well."}],
+              user_id="ana", session_id="new", timestamp="2023-05-25T10:00:00Z", wait=True)
+        m.add(_GUITAR_NEW, user_id="ana", session_id="new", timestamp="2023-06-05T10:00:00Z", wait=True)
+        q = "Where did I get my guitar serviced?"
+        for unit in ("session", "round", "turn"):
+            hits = m.search(q, user_id="ana", unit=unit, k=2, end="2023-06-01T00:00:00Z")
+            plain = m.search(q, user_id="ana", unit=unit, k=2, end="2023-06-01T00:00:00Z",
+                             variant="hybrid:refresh_window=0")
+            assert [(h.episode_id, h.score) for h in hits] == [(h.episode_id, h.score) for h in plain], unit
+            assert hits[0].session_id == "old" and len(hits) <= 2
+        assert m.search(q, user_id="ana", unit="session", k=2)[0].session_id == "new"  # no filter: it moves
 
 
 def test_asks_about_past_and_refresh_window_validation() -> None:

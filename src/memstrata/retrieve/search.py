@@ -407,7 +407,7 @@ class Retriever:
         if whole:
             return Ranking(turn_score, session_score, turn_score > 0, session_mask, ranks, recalled)
         return Ranking(turn_score * mask, session_score * session_mask, mask & (turn_score > 0), session_mask, ranks,
-                       recalled)
+                       recalled, mask)
 
     def _note_lists(
         self, tenant: Tenant, idx: TenantIndex, plan: QueryPlan, cfg: RetrievalConfig,
@@ -553,6 +553,7 @@ class Ranking:
     session_mask: np.ndarray
     ranks: dict[str, dict[int, int]]
     notes: "tuple[NoteIndex, np.ndarray] | None" = None   # the note index used, and note scores
+    mask: np.ndarray | None = None  # rows the query may see (time filters); None: all
 
 
 def _refreshed(notes: "NoteSnapshot", raw: np.ndarray, cfg: RetrievalConfig) -> np.ndarray:
@@ -621,13 +622,13 @@ def _neighbor_max(scores: np.ndarray, row_session: np.ndarray) -> np.ndarray:
 
 
 def _diversify(scores: np.ndarray, mask: np.ndarray, row_session: np.ndarray, depth: int,
-               diversity: float) -> np.ndarray:
+               diversity: float, pool_size: int | None = None) -> np.ndarray:
     """Greedy session-diverse top list (MMR, Carbonell & Goldstein 1998, with 'same
     session' as the redundancy measure): each turn already taken from a session
     multiplies the scores of that session's other turns by (1 - diversity).
     Questions that gather facts from many conversations need the spread; a single
     fact is usually at the top either way."""
-    pool = top_indexes(scores, depth * 5, mask)
+    pool = top_indexes(scores, pool_size or depth * 5, mask)
     if len(pool) <= 1:
         return pool
     base = scores[pool].astype(np.float64)
@@ -661,12 +662,16 @@ def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, 
             if len(rows) == 0:
                 rows = np.flatnonzero(idx.row_session == s)
             best = rows[np.argmax(ranking.turn[rows])]
-            groups.append((float(ranking.session[s]), int(best), [int(best)],
-                           np.arange(idx.session_starts[s], ends[s])))
+            members = np.arange(idx.session_starts[s], ends[s])
+            if ranking.mask is not None:  # a time filter: the session speaks only through visible turns
+                members = members[ranking.mask[members]]
+            groups.append((float(ranking.session[s]), int(best), [int(best)], members))
     else:
-        depth = want if unit == "turn" else want * 4
+        # The first k units are the ones a search without the reorder returns: the extra
+        # `window` come from the same pool (rounds: from the same k * 4 turns).
+        depth = want if unit == "turn" else k * 4
         if diversity > 0:
-            turns = _diversify(ranking.turn, ranking.turn_mask, idx.row_session, depth, diversity)
+            turns = _diversify(ranking.turn, ranking.turn_mask, idx.row_session, depth, diversity, pool_size=k * 5)
         else:
             turns = top_indexes(ranking.turn, depth, ranking.turn_mask)
         seen_rounds: set[int] = set()
@@ -679,7 +684,8 @@ def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, 
                 continue
             seen_rounds.add(rnd)
             members = np.flatnonzero(idx.row_round == rnd)
-            groups.append((float(ranking.turn[r]), int(r), [int(m) for m in members], members))
+            visible = members if ranking.mask is None else members[ranking.mask[members]]
+            groups.append((float(ranking.turn[r]), int(r), [int(m) for m in members], visible))
             if len(groups) == want:
                 break
     if window and restated is not None and len(groups) > 1:
@@ -700,46 +706,63 @@ def _assemble(store: Store, tenant: Tenant, idx: TenantIndex, ranking: Ranking, 
 def _restatements_first(groups: list[tuple[float, int, list[int], np.ndarray]], idx: TenantIndex,
                         ranking: Ranking, window: int, min_cos: float) -> list[tuple[float, int, list[int], np.ndarray]]:
     """Newest restatement first (query-time knowledge updates, for hits the extractor
-    did not link). Each hit is represented by its best note for the query. A hit whose
-    note restates the note of a hit ranked at most ``window`` places above it (same
-    subject, cosine >= ``min_cos``) and was said *later* moves ahead of that hit and
-    takes its score (a tie, broken by recency): asked about a fact stated twice, the
-    current statement comes first. Only order changes, so a top-k list changes only
-    where a restatement crosses its boundary. The caller skips this for questions
-    about an earlier state (``asks_about_past``)."""
+    did not link). Each hit is represented by its best note for the query (from its
+    visible turns). A hit whose note restates the note of a hit ranked at most ``window``
+    places above it (same subject, cosine >= ``min_cos``) and was said *later* moves
+    ahead of that hit and takes its score (a tie, broken by recency); it never passes a
+    restatement said after it. Asked about a fact stated twice, the current statement
+    comes first. The caller skips this for questions about an earlier state
+    (``asks_about_past``)."""
     assert ranking.notes is not None
     nidx, note_score = ranking.notes
     notes = nidx.snap
-    if not notes.vectors.size:
+    if not notes.vectors.size or not len(nidx.note_of):
         return groups
-    group_of = np.full(idx.snap.size, -1, np.int64)
-    for g, (_, _, _, members) in enumerate(groups):
-        group_of[members] = g
-    vec_pos = np.full(notes.size, -1, np.int64)
-    vec_pos[notes.vector_rows] = np.arange(len(notes.vector_rows))
-    g_of_pair = group_of[nidx.episode_of]
-    pair_score = note_score[nidx.note_of]
-    ok = np.flatnonzero((g_of_pair >= 0) & (pair_score > 0) & (vec_pos[nidx.note_of] >= 0))
-    ok = ok[np.argsort(-pair_score[ok], kind="stable")]  # best pair first
-    owners, first = np.unique(g_of_pair[ok], return_index=True)  # each group's best pair
-    best_note = np.full(len(groups), -1, np.int64)
+    # Work from the notes that matched the query (a few hundred), not the whole tenant.
+    scored = np.flatnonzero(note_score > 0)
+    with_vec = np.searchsorted(notes.vector_rows, scored)  # vector_rows ascend
+    with_vec = np.minimum(with_vec, len(notes.vector_rows) - 1)
+    keep = notes.vector_rows[with_vec] == scored
+    scored, vec_of = scored[keep], with_vec[keep]
+    lo = np.searchsorted(nidx.note_of, scored, "left")  # note_of ascends: each note's pairs
+    hi = np.searchsorted(nidx.note_of, scored, "right")
+    counts = hi - lo
+    if counts.sum() == 0:
+        return groups
+    pair = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    pair_vec = np.repeat(vec_of, counts)
+    member_rows = np.concatenate([g[3] for g in groups]).astype(np.int64)
+    member_group = np.repeat(np.arange(len(groups)), [len(g[3]) for g in groups])
+    order = np.argsort(member_rows, kind="stable")
+    member_rows, member_group = member_rows[order], member_group[order]
+    ep = nidx.episode_of[pair]
+    at = np.minimum(np.searchsorted(member_rows, ep), max(len(member_rows) - 1, 0))
+    inside = (member_rows[at] == ep) if len(member_rows) else np.zeros(len(ep), bool)
+    pair, pair_vec, ep, grp = pair[inside], pair_vec[inside], ep[inside], member_group[at[inside]]
+    best = np.argsort(-note_score[nidx.note_of[pair]], kind="stable")  # best pair first
+    owners, first = np.unique(grp[best], return_index=True)  # each group's best pair
+    note = np.full(len(groups), -1, np.int64)
+    vec = np.zeros(len(groups), np.int64)
     said = np.zeros(len(groups), np.int64)
-    best_note[owners] = nidx.note_of[ok[first]]
-    said[owners] = idx.snap.times[nidx.episode_of[ok[first]]]
+    note[owners] = nidx.note_of[pair[best[first]]]
+    vec[owners] = pair_vec[best[first]]
+    said[owners] = idx.snap.times[ep[best[first]]]
+
+    def restates(g: int, h: int) -> bool:
+        n, m = int(note[g]), int(note[h])
+        return (m >= 0 and m != n and notes.subjects[m] == notes.subjects[n]
+                and float(notes.vectors[vec[g]] @ notes.vectors[vec[h]]) >= min_cos)
+
     placed: list[int] = []
     scores = [g[0] for g in groups]
     for g in range(len(groups)):
         target = None
-        n = int(best_note[g])
-        if n >= 0 and notes.subjects[n]:
-            for back in range(1, window + 1):
-                pos = len(placed) - back
-                if pos < 0:
-                    break
+        if note[g] >= 0 and notes.subjects[int(note[g])]:
+            for pos in range(len(placed) - 1, max(len(placed) - window, 0) - 1, -1):
                 h = placed[pos]
-                m = int(best_note[h])
-                if (m >= 0 and m != n and said[g] > said[h] and notes.subjects[m] == notes.subjects[n]
-                        and float(notes.vectors[vec_pos[n]] @ notes.vectors[vec_pos[m]]) >= min_cos):
+                if restates(g, h):
+                    if said[h] >= said[g]:
+                        break  # never pass a restatement said at the same time or later
                     target = pos
         if target is None:
             placed.append(g)

@@ -86,16 +86,17 @@ _SMALL_TALK = re.compile(
     r"sounds (great|good|fun)|good (luck|idea|to hear)|i (see|agree))\b", re.I)
 _NUMBER = re.compile(r"\b\d[\d,.:/]*\b")
 # A statement anchored in time ("last Friday", "two days ago", "yesterday") is what
-# "when did ..." questions ask about, whatever else it says (cheap pre-check; _note
-# resolves the expression).
+# "when did ..." questions ask about, whatever else it says (a cheap test; _note appends
+# the date where the expression resolves to one).
 _TIME_ANCHOR = re.compile(
     r"\b(yesterday|today|tonight|tomorrow|(last|this|next|past) (week|weekend|month|year|night|summer|winter|spring|"
     r"fall|autumn|monday|tuesday|wednesday|thursday|friday|saturday|sunday)|(\d+|a|an|one|two|three|four|five|six|"
-    r"seven|eight|nine|ten|few|couple of) (days?|weeks?|months?|years?) ago)\b", re.I)
+    r"seven|eight|nine|ten|few|(a )?couple( of)?) (days?|weeks?|months?|years?) ago)\b", re.I)
 # A described attachment: "[shares an image: a photo of a tart with raspberries]",
-# "[image: ...]", "[photo: ...]". The description is a fact about what the speaker
-# showed, kept as a note of its own.
-_MEDIA = re.compile(r"\s*\[(?:shares? (?:an? )?)?(image|photo|picture|video)s?:\s*([^\]]{3,300})\]", re.I)
+# "[shared a photo: ...]", "[image: ...]", "[video: ...]". The description is a fact
+# about what the speaker showed, kept as a note of its own. (No leading \s*: a long
+# whitespace run before a bracket would make the search quadratic.)
+_MEDIA = re.compile(r"\[(?:(?:shares?|shared) (?:an? )?)?(image|photo|picture|video)s?\s*:\s*([^\[\]]{3,300})\]", re.I)
 _QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]")
 _NAME = re.compile(r"\b([A-Z][\w'’-]*(?:\s+(?:of|the|de|van|von|and|&)?\s*[A-Z][\w'’-]*)*)")
 _NOT_NAMES = frozenset({"i", "i'm", "i've", "i'd", "i'll", "the", "a", "an", "my", "we", "you", "it", "this", "that",
@@ -252,7 +253,8 @@ class RuleExtractor:
         if "[" in text:
             media = [f"shared {'a video' if kind.lower() == 'video' else 'an image'}: {desc.strip()}"
                      for kind, desc in _MEDIA.findall(text)]
-            text = _MEDIA.sub("", text)
+            if media:
+                text = re.sub(r"[ \t]{2,}", " ", _MEDIA.sub(" ", text))
         for sentence in split_sentences(text):
             if len(out) >= self.max_notes_per_turn:
                 break
