@@ -439,3 +439,21 @@ def test_asks_about_past_and_refresh_window_validation() -> None:
     assert not asks_about_past("How many women are on the team led by my former manager Rachel?")
     with pytest.raises(ConfigError, match="refresh_window"):
         RetrievalConfig(refresh_window=-1)
+
+
+def test_evolution_state_keeps_rows_aligned_when_some_notes_have_no_vector() -> None:
+    """Notes without a vector (attachment notes, or notes made while embedding was off)
+    mixed with vectored ones: the similarity scan must see one row per note (a state of
+    16 vectored notes plus one without raised a shape error and failed the whole batch)."""
+    from memstrata.semantic.evolve import NoteState
+
+    st = NoteState()
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(17, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    for i in range(16):
+        st._append(f"n{i}", True, "ana", None, None, f"statement {i}", False, (), 0, vecs[i])
+    st._append("bare", True, "ana", None, None, "shared an image: a lake", False, (), 0, None)
+    found = st.similar(vecs[3], "statement 3", 3)
+    assert found[0][0] == 3 and all(row != 16 for row, _ in found)
+    assert st.similar(None, "shared an image: a lake", 1) == [(16, 1.0)]

@@ -113,13 +113,13 @@ class NoteState:
         self.negated.append(negated)
         self.entities.append(entities)
         self.valid_from.append(valid_from)
+        if vec is not None and self.vectors.shape[1] == 0:
+            self.vectors = np.zeros((max(16, self.vectors.shape[0]), len(vec)), np.float32)
+        if row >= self.vectors.shape[0]:  # grow for rows without a vector too: rows stay aligned
+            grown = np.zeros((max(16, row * 2), self.vectors.shape[1]), np.float32)
+            grown[: self.vectors.shape[0]] = self.vectors
+            self.vectors = grown
         if vec is not None:
-            if self.vectors.shape[1] == 0:
-                self.vectors = np.zeros((max(16, self.vectors.shape[0]), len(vec)), np.float32)
-            if row >= self.vectors.shape[0]:
-                grown = np.zeros((max(16, row * 2), self.vectors.shape[1]), np.float32)
-                grown[: self.vectors.shape[0]] = self.vectors
-                self.vectors = grown
             self.vectors[row] = vec
         self.has_vec.append(vec is not None)
         if active:

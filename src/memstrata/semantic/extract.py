@@ -157,15 +157,14 @@ def informative(sentence: str) -> bool:
         return False
     if _SMALL_TALK.match(sentence.strip()) and len(words) < 9:
         return False
-    signals = (
-        bool(_FIRST_PERSON.search(sentence)),
-        bool(_NUMBER.search(sentence)),
-        bool(_TIME_ANCHOR.search(sentence)),
-        bool(_QUOTED.search(sentence)),
-        bool(names(sentence, strict=True)),
-        any(rx.search(sentence) for _, rx in _TAGS),
+    return bool(  # cheapest and most frequent signals first
+        _FIRST_PERSON.search(sentence)
+        or _NUMBER.search(sentence)
+        or _TIME_ANCHOR.search(sentence)
+        or _QUOTED.search(sentence)
+        or any(rx.search(sentence) for _, rx in _TAGS)
+        or names(sentence, strict=True)
     )
-    return any(signals)
 
 
 def names(sentence: str, *, strict: bool = False) -> list[str]:
