@@ -10,7 +10,10 @@ Two extractors behind one interface (``Extractor.extract``):
   against the turn's time ("yesterday" -> the date), keywords, entities, tags, an
   importance estimate and, for a few well-known attribute patterns ("my X is Y",
   "I live in Y", "I work as Y", "I have N X"), a (subject, slot, value) triple that
-  lets a later statement of the same attribute supersede it.
+  lets a later statement of the same attribute supersede it. A turn that answers
+  someone else's question (the turn before it ends in one) carries that question in
+  its notes: "Gina: The store's doing great! (asked: How's the biz?)". The answer
+  alone often names nothing the later question will ("How is Gina's store doing?").
 - ``LLMExtractor`` (``semantic/llm.py``): the same drafts from an LLM's reading.
 
 Both are pure: no store access. Evolution (duplicates, updates, links) is ``evolve``.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -29,7 +32,7 @@ from ..model import Episode
 from ..retrieve.query import STOPWORDS, lexical_terms, tokenize
 from ..retrieve.timeexpr import TimeRange, find_time_ranges
 
-RULES_VERSION = "rules/2"
+RULES_VERSION = "rules/3"
 
 
 @dataclass(slots=True)
@@ -63,8 +66,11 @@ class NoteDraft:
 class Extractor(Protocol):
     version: str
 
-    def extract(self, turns: Sequence[tuple[int, Episode]]) -> list[NoteDraft]:
-        """Drafts from a run of turns (episode key, episode) of one session, in order."""
+    def extract(self, turns: Sequence[tuple[int, Episode]],
+                before: Mapping[int, Episode | None] | None = None) -> list[NoteDraft]:
+        """Drafts from turns (episode key, episode), in order. ``before``: episode key ->
+        the turn just before it in its session (None: none, or one that must not be
+        used); without it, the previous turn of the same session in ``turns``."""
         ...
 
 
@@ -236,15 +242,19 @@ class RuleExtractor:
     max_notes_per_turn: int = 8
     version: str = RULES_VERSION
 
-    def extract(self, turns: Sequence[tuple[int, Episode]]) -> list[NoteDraft]:
+    def extract(self, turns: Sequence[tuple[int, Episode]],
+                before: Mapping[int, Episode | None] | None = None) -> list[NoteDraft]:
         drafts: list[NoteDraft] = []
+        last: dict[str, Episode] = {}
         for key, ep in turns:
+            prev = before.get(key) if before is not None else last.get(ep.session_id)
+            last[ep.session_id] = ep
             if ep.role not in self.roles:
                 continue
-            drafts.extend(self._turn(key, ep))
+            drafts.extend(self._turn(key, ep, question_answered(prev, ep)))
         return drafts
 
-    def _turn(self, key: int, ep: Episode) -> list[NoteDraft]:
+    def _turn(self, key: int, ep: Episode, asked: str | None = None) -> list[NoteDraft]:
         subject = ep.speaker or ("User" if ep.role == "user" else ep.role.capitalize())
         out: list[NoteDraft] = []
         text = ep.content
@@ -259,12 +269,13 @@ class RuleExtractor:
                 break
             if len(sentence) > 600 or not informative(sentence):
                 continue
-            out.append(self._note(key, ep, subject, sentence))
+            out.append(self._note(key, ep, subject, sentence, asked=asked))
         for sentence in media[: max(0, self.max_notes_per_turn - len(out))]:
-            out.append(self._note(key, ep, subject, sentence, sep=" "))
+            out.append(self._note(key, ep, subject, sentence, sep=" ", asked=asked))
         return out
 
-    def _note(self, key: int, ep: Episode, subject: str, sentence: str, sep: str = ": ") -> NoteDraft:
+    def _note(self, key: int, ep: Episode, subject: str, sentence: str, sep: str = ": ",
+              asked: str | None = None) -> NoteDraft:
         when = ep.event_time
         valid_from = when
         content = f"{subject}{sep}{sentence}"
@@ -273,6 +284,8 @@ class RuleExtractor:
             r = ranges[0]
             valid_from = min(r.start, when)
             content += f" [{r.text.strip()} = {_day(r.start)}]"
+        if asked:
+            content += f" (asked: {asked})"
         ents = names(sentence)
         first_person = bool(_FIRST_PERSON.search(sentence))
         tags = tuple(name for name, rx in _TAGS if rx.search(sentence))
@@ -290,6 +303,31 @@ class RuleExtractor:
             negated=bool(_NEGATION.search(sentence)), importance=round(importance, 3),
             valid_from=valid_from, embed_text=sentence, extractor=self.version,
         )
+
+
+_QUESTION_MAX = 200
+
+
+def question_answered(prev: Episode | None, ep: Episode) -> str | None:
+    """The question ``ep`` answers: the last question of the turn just before it, when
+    someone else asked it and it names something ("How's the biz?", not "And you?").
+    Question and answer are an adjacency pair: the later question about this turn
+    ("How is Gina's store doing?") usually repeats the asker's words, not the answer's.
+    Attachment descriptions in the asking turn are left out; a long question is cut
+    at a word boundary."""
+    if prev is None or prev.session_id != ep.session_id or prev.author == ep.author:
+        return None
+    text = _MEDIA.sub(" ", prev.content) if "[" in prev.content else prev.content
+    questions = [s for s in split_sentences(text) if s.rstrip().endswith("?")]
+    if not questions:
+        return None
+    question = " ".join(questions[-1].split())
+    names = set(tokenize(prev.author)) | set(tokenize(ep.author))
+    if not [t for t in lexical_terms(question) if len(t) > 2 and t not in names]:
+        return None
+    if len(question) > _QUESTION_MAX:
+        question = question[:_QUESTION_MAX].rsplit(" ", 1)[0] + " ...?"
+    return question
 
 
 def _anchored(r: TimeRange) -> bool:

@@ -11,7 +11,7 @@ and the episodes are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,7 +32,10 @@ class LLMExtractor:
         self.max_turns = max_turns
         self.version = f"llm:{llm.model_id}/{extract_notes.VERSION}"
 
-    def extract(self, turns: Sequence[tuple[int, Episode]]) -> list[NoteDraft]:
+    def extract(self, turns: Sequence[tuple[int, Episode]],
+                before: Mapping[int, Episode | None] | None = None) -> list[NoteDraft]:
+        """``before`` is not used: the model reads each run of up to ``max_turns`` turns
+        whole, so only the first turn of a run misses the turn before it."""
         drafts: list[NoteDraft] = []
         by_session: dict[str, list[tuple[int, Episode]]] = {}
         for key, ep in turns:

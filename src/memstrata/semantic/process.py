@@ -31,6 +31,7 @@ from .extract import Extractor, RuleExtractor
 from .summary import session_summary, user_summary
 
 if TYPE_CHECKING:
+    from ..model import Episode
     from ..providers.embed import Embedder
 
 log = logging.getLogger("memstrata.process")
@@ -109,7 +110,7 @@ class Processor:
                     # Episodes flagged as instructions to a model (memory poisoning) are kept
                     # verbatim but derive no notes: a note would launder the flag away.
                     clean = [(k, e) for k, e in batch if not safety_flags(e.content)]
-                    drafts = self.extractor.extract(clean) if clean else []
+                    drafts = self.extractor.extract(clean, self._before(tenant, clean)) if clean else []
                     vectors = self._vectors([d.embed_text or d.content for d in drafts])
                     before = len(state)
                     evolve(drafts, vectors, state, write, self.evolve_config, self.relator)
@@ -154,6 +155,23 @@ class Processor:
         text, count = user_summary(notes)
         rows.append((None, text, count))
         self.store.put_summaries(tenant, rows)
+
+    def _before(self, tenant: Tenant, turns: list[tuple[int, "Episode"]]) -> dict[int, "Episode | None"]:
+        """Each turn's predecessor in its session. Positions are integers, so a turn of
+        the batch at position p - 1 is it; otherwise (a batch starting mid-session, a gap)
+        the store says. A flagged predecessor is None: its words must not reach a note
+        through the next turn."""
+        at = {(e.session_id, e.position): e for _, e in turns}
+        missing = [e.id for _, e in turns if (e.session_id, e.position - 1) not in at and e.position > 0]
+        windows = self.store.neighbours_many(tenant, missing, radius=1) if missing else {}
+        out: dict[int, Episode | None] = {}
+        for key, ep in turns:
+            prev = at.get((ep.session_id, ep.position - 1))
+            if prev is None:
+                earlier = [w for w in windows.get(ep.id, []) if w.position < ep.position]
+                prev = earlier[-1] if earlier else None
+            out[key] = None if prev is None or safety_flags(prev.content) else prev
+        return out
 
     @property
     def _model_id(self) -> str | None:
