@@ -123,6 +123,12 @@ def test_an_answer_carries_the_question_it_answers() -> None:
     assert drafts[0].embed_text == "They were scared but we reassured them.", "the vector is of the statement alone"
     assert RuleExtractor().extract([(2, answer)], before={2: None})[0].content == (
         "Gina: They were scared but we reassured them.")
+    for role in ("assistant", "tool"):  # their text never becomes a note, not even as a question
+        other = _turn("Bot", "Would you like me to set up reminders for your mortgage payments?", 0, role=role)
+        assert RuleExtractor().extract([(2, answer)], before={2: other})[0].content == (
+            "Gina: They were scared but we reassured them.")
+    assert question_answered(_turn("gina", ask.content, 0), answer) is None, "names compare case-insensitively"
+    assert question_answered(_turn("Jon", "You went to the lake?! :)", 0), answer) == "You went to the lake?! :)"
 
 
 @pytest.mark.parametrize("batch_size", [128, 1])
@@ -149,6 +155,36 @@ def test_answers_keep_their_question_across_batches_and_are_found_by_it(db_path:
         core = [h.episode_id for h in mem.search(query, user_id="ana", k=6, unit="turn", variant="episodic")]
         assert hybrid.index(eps[1].id) < core.index(eps[1].id), (hybrid, core)
         assert hybrid.index(eps[1].id) <= 1
+
+
+def test_deleting_a_question_removes_its_words_from_the_answer_notes(mem: Memory, db_path: str) -> None:
+    """The answer's note quotes the question; deleting the question turn deletes that
+    note (its history keeps no text) and queues the answer to be derived again, now
+    from the turn before the deleted one."""
+    eps = mem.add([
+        {"role": "user", "name": "Jon", "content": "Any news about the bakery job interview?"},
+        {"role": "user", "name": "Gina", "content": "I got the job at the bakery!"},
+        {"role": "user", "name": "Jon", "content": "How is your secret affair with Veronica Blackwood going?"},
+        {"role": "user", "name": "Gina", "content": "We are moving to Lisbon together in May."},
+        {"role": "user", "name": "Jon", "content": "Wow. I adopted a cat."},
+    ], user_id="ana", session_id="s1", timestamp="2023-05-08T10:00:00Z", wait=True)
+    quoted = by_content(mem)["Gina: We are moving to Lisbon together in May. (asked: How is your secret affair "
+                              "with Veronica Blackwood going?)"]
+    assert mem.delete(eps[2].id, user_id="ana") == 1
+    contents = set(by_content(mem))
+    assert not [c for c in contents if "Veronica" in c or "affair" in c]
+    assert "Gina: I got the job at the bakery! (asked: Any news about the bakery job interview?)" in contents, \
+        "notes of other turns are untouched"
+    assert mem.history(quoted.id, user_id="ana")[-1].action == "deleted"
+    assert "Veronica" not in str([c.detail for c in mem.history(quoted.id, user_id="ana")])
+    assert not [h for h in mem.search("Veronica Blackwood affair", user_id="ana", k=5) if "Lisbon" in h.text]
+    assert mem.pending(user_id="ana") == 1
+    mem.process()
+    assert mem.pending(user_id="ana") == 0
+    # re-derived against the new predecessor (Gina's own turn: no question)
+    assert "Gina: We are moving to Lisbon together in May." in set(by_content(mem))
+    assert not [c for c in by_content(mem) if "Veronica" in c]
+    assert b"Veronica" not in stored_bytes(db_path)
 
 
 def test_update_closes_the_old_fact_and_links_to_it(mem: Memory) -> None:

@@ -11,8 +11,8 @@ Two extractors behind one interface (``Extractor.extract``):
   importance estimate and, for a few well-known attribute patterns ("my X is Y",
   "I live in Y", "I work as Y", "I have N X"), a (subject, slot, value) triple that
   lets a later statement of the same attribute supersede it. A turn that answers
-  someone else's question (the turn before it ends in one) carries that question in
-  its notes: "Gina: The store's doing great! (asked: How's the biz?)". The answer
+  someone else's question (the turn before it, by another user or event speaker, asks
+  one) carries that question in its notes: "Gina: The store's doing great! (asked: How's the biz?)". The answer
   alone often names nothing the later question will ("How is Gina's store doing?").
 - ``LLMExtractor`` (``semantic/llm.py``): the same drafts from an LLM's reading.
 
@@ -251,6 +251,8 @@ class RuleExtractor:
             last[ep.session_id] = ep
             if ep.role not in self.roles:
                 continue
+            if prev is not None and prev.role not in self.roles:
+                prev = None  # assistant and tool text does not become notes, not even as a question
             drafts.extend(self._turn(key, ep, question_answered(prev, ep)))
         return drafts
 
@@ -306,6 +308,7 @@ class RuleExtractor:
 
 
 _QUESTION_MAX = 200
+_ASKS = re.compile(r"[?？][^\w?？]*$")  # "really?", "really?!", "ok? :)", full-width "？"
 
 
 def question_answered(prev: Episode | None, ep: Episode) -> str | None:
@@ -315,10 +318,10 @@ def question_answered(prev: Episode | None, ep: Episode) -> str | None:
     ("How is Gina's store doing?") usually repeats the asker's words, not the answer's.
     Attachment descriptions in the asking turn are left out; a long question is cut
     at a word boundary."""
-    if prev is None or prev.session_id != ep.session_id or prev.author == ep.author:
+    if prev is None or prev.session_id != ep.session_id or prev.author.casefold() == ep.author.casefold():
         return None
     text = _MEDIA.sub(" ", prev.content) if "[" in prev.content else prev.content
-    questions = [s for s in split_sentences(text) if s.rstrip().endswith("?")]
+    questions = [s for s in split_sentences(text) if _ASKS.search(s)]
     if not questions:
         return None
     question = " ".join(questions[-1].split())

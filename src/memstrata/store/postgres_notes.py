@@ -222,12 +222,19 @@ class PgNotesMixin:
 
     def _cascade_notes(self, cur: psycopg.Cursor[Any], tenant: Tenant, episode_keys: list[int]) -> None:
         """Before episodes are deleted: notes left without any source are deleted with
-        them; notes that keep other sources are kept, with a history entry."""
+        them; notes that keep other sources are kept, with a history entry. Notes of the
+        turn after a deleted one that quote it (the question an answer carries) go too,
+        and their sources are queued to be derived again without it."""
+        gone = set(episode_keys)
+        quoting = self._quoting_notes(cur, episode_keys)
         affected = cur.execute("SELECT DISTINCT note_key FROM note_sources WHERE episode_key = ANY(%s) "
                                "ORDER BY note_key", (episode_keys,)).fetchall()
-        if not affected:
+        if quoting:
+            self._drop_notes(cur, tenant, quoting, "deleted", {"reason": "quoted a deleted episode"})
+            dropped = {k for k, _ in quoting}
+            affected = [r for r in affected if r[0] not in dropped]
+        if not affected and not quoting:
             return
-        gone = set(episode_keys)
         orphans: list[tuple[Any, ...]] = []
         now = _now()
         for (note_key,) in affected:
@@ -244,6 +251,26 @@ class PgNotesMixin:
         self._drop_notes(cur, tenant, orphans, "deleted", {"reason": "source episodes deleted"})
         # Summaries quote notes: drop them; the processor rebuilds them.
         cur.execute("DELETE FROM summaries WHERE namespace=%s AND user_id=%s", (tenant.namespace, tenant.user_id))
+
+    def _quoting_notes(self, cur: psycopg.Cursor[Any], episode_keys: list[int]) -> list[tuple[Any, ...]]:
+        """(key, id) of rule notes that quote a question from a deleted episode: the notes
+        of the first surviving turn after it in its session. Their other sources are
+        queued again (pending) so the processor re-derives them."""
+        rows = cur.execute(
+            "WITH gone AS (SELECT unnest(%s::bigint[]) AS key), "
+            "after AS (SELECT DISTINCT nxt.key FROM episodes d JOIN gone g ON g.key = d.key, LATERAL ("
+            "  SELECT e.key FROM episodes e WHERE e.session_key = d.session_key AND e.position > d.position "
+            "  AND e.key NOT IN (SELECT key FROM gone) ORDER BY e.position LIMIT 1) nxt) "
+            "SELECT DISTINCT n.key, n.id FROM notes n JOIN note_sources s ON s.note_key = n.key "
+            "WHERE s.episode_key IN (SELECT key FROM after) AND n.extractor LIKE 'rules/%%' "
+            "AND strpos(n.content, ' (asked: ') > 0 ORDER BY n.key", (episode_keys,)).fetchall()
+        if rows:
+            cur.execute("INSERT INTO pending (episode_key, namespace, user_id) "
+                        "SELECT DISTINCT e.key, e.namespace, e.user_id FROM note_sources s "
+                        "JOIN episodes e ON e.key = s.episode_key "
+                        "WHERE s.note_key = ANY(%s) AND NOT (e.key = ANY(%s)) ON CONFLICT DO NOTHING",
+                        ([int(k) for k, _ in rows], episode_keys))
+        return [tuple(r) for r in rows]
 
     # -- reads -------------------------------------------------------------------
     def note_snapshot(self, tenant: Tenant, model_id: str | None) -> NoteSnapshot:

@@ -218,12 +218,19 @@ class NotesMixin:
 
     def _cascade_notes(self, c: sqlite3.Connection, tenant: Tenant, episode_keys: list[int]) -> None:
         """Before episodes are deleted: notes left without any source are deleted with
-        them; notes that keep other sources are kept, with a history entry."""
+        them; notes that keep other sources are kept, with a history entry. Notes of the
+        turn after a deleted one that quote it (the question an answer carries) go too,
+        and their sources are queued to be derived again without it."""
+        gone = set(episode_keys)
+        quoting = self._quoting_notes(c, gone)
         affected = self._chunked_keys(c, "SELECT DISTINCT note_key FROM note_sources WHERE episode_key IN ({})",
                                       episode_keys)
-        if not affected:
+        if quoting:
+            self._drop_notes(c, tenant, quoting, "deleted", {"reason": "quoted a deleted episode"})
+            dropped = {k for k, _ in quoting}
+            affected = [r for r in affected if r[0] not in dropped]
+        if not affected and not quoting:
             return
-        gone = set(episode_keys)
         orphans: list[tuple[Any, ...]] = []
         now = _now()
         for (note_key,) in affected:
@@ -238,6 +245,32 @@ class NotesMixin:
         self._drop_notes(c, tenant, orphans, "deleted", {"reason": "source episodes deleted"})
         # Summaries quote notes: drop them; the processor rebuilds them.
         c.execute("DELETE FROM summaries WHERE namespace=? AND user_id=?", (tenant.namespace, tenant.user_id))
+
+    def _quoting_notes(self, c: sqlite3.Connection, gone: set[int]) -> list[tuple[Any, ...]]:
+        """(key, id) of rule notes that quote a question from an episode in ``gone``: the
+        notes of the first surviving turn after it in its session. Their other sources
+        are queued again (pending) so the processor re-derives them."""
+        after: set[int] = set()
+        for skey, pos in self._chunked_keys(c, "SELECT session_key, position FROM episodes WHERE key IN ({})",
+                                            sorted(gone)):
+            for (key,) in c.execute("SELECT key FROM episodes WHERE session_key=? AND position>? ORDER BY position",
+                                    (skey, pos)):
+                if key not in gone:
+                    after.add(key)
+                    break
+        if not after:
+            return []
+        rows = self._chunked_keys(
+            c, "SELECT DISTINCT n.key, n.id FROM notes n JOIN note_sources s ON s.note_key = n.key "
+               "WHERE s.episode_key IN ({}) AND n.extractor LIKE 'rules/%' AND instr(n.content, ' (asked: ') > 0",
+            sorted(after))
+        if rows:
+            sources = self._chunked_keys(c, "SELECT DISTINCT episode_key FROM note_sources WHERE note_key IN ({})",
+                                         [k for k, _ in rows])
+            c.executemany("INSERT OR IGNORE INTO pending (episode_key, namespace, user_id) "
+                          "SELECT key, namespace, user_id FROM episodes WHERE key=?",
+                          [(k,) for (k,) in sources if k not in gone])
+        return [tuple(r) for r in rows]
 
     def _scrub_notes(self) -> None:
         with self._translate("scrub notes"), self._write() as c:
