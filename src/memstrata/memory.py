@@ -238,8 +238,6 @@ class Memory:
         n = self.store.delete_episodes(tenant, ids)
         if single and n == 0:
             raise NotFoundError(f"no episode {episode_ids!r} for user {tenant.user_id!r}")
-        if n and self._worker is not None:  # notes that quoted a deleted turn are re-derived
-            self._worker.wake()
         return n
 
     def delete_session(self, session_id: str, *, user_id: str, namespace: str | None = None) -> int:

@@ -178,7 +178,7 @@ class NoteChange:
 
     note_id: str
     at: datetime
-    action: str            # created, merged, superseded, contradicted, linked, forgotten, deleted
+    action: str            # created, merged, superseded, contradicted, linked, edited, forgotten, deleted
     detail: dict[str, Any] = field(default_factory=dict)
 
 

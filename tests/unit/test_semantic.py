@@ -158,10 +158,11 @@ def test_answers_keep_their_question_across_batches_and_are_found_by_it(db_path:
 
 
 def test_deleting_a_question_removes_its_words_from_the_answer_notes(mem: Memory, db_path: str) -> None:
-    """The answer's note quotes the question; deleting the question turn deletes that
-    note (its history keeps no text) and queues the answer to be derived again, now
-    from the turn before the deleted one."""
+    """The answer's note quotes the question; deleting the question turn cuts the quote
+    off (the note stays, its history keeps no text), also from a note the quoting draft
+    was merged into, and nothing of the question is left in the store."""
     eps = mem.add([
+        {"role": "user", "name": "Gina", "content": "I got the job at the bakery!"},
         {"role": "user", "name": "Jon", "content": "Any news about the bakery job interview?"},
         {"role": "user", "name": "Gina", "content": "I got the job at the bakery!"},
         {"role": "user", "name": "Jon", "content": "How is your secret affair with Veronica Blackwood going?"},
@@ -170,21 +171,48 @@ def test_deleting_a_question_removes_its_words_from_the_answer_notes(mem: Memory
     ], user_id="ana", session_id="s1", timestamp="2023-05-08T10:00:00Z", wait=True)
     quoted = by_content(mem)["Gina: We are moving to Lisbon together in May. (asked: How is your secret affair "
                               "with Veronica Blackwood going?)"]
-    assert mem.delete(eps[2].id, user_id="ana") == 1
-    contents = set(by_content(mem))
-    assert not [c for c in contents if "Veronica" in c or "affair" in c]
-    assert "Gina: I got the job at the bakery! (asked: Any news about the bakery job interview?)" in contents, \
-        "notes of other turns are untouched"
-    assert mem.history(quoted.id, user_id="ana")[-1].action == "deleted"
-    assert "Veronica" not in str([c.detail for c in mem.history(quoted.id, user_id="ana")])
+    merged = by_content(mem)["Gina: I got the job at the bakery!"]
+    assert len(merged.source_episode_ids) == 2, "the second statement, with its question, merged into the first"
+    assert mem.delete([eps[1].id, eps[3].id], user_id="ana") == 2
+    notes = by_content(mem)
+    assert notes["Gina: We are moving to Lisbon together in May."].id == quoted.id
+    assert notes["Gina: I got the job at the bakery!"].id == merged.id
+    assert not [c for c in notes if "Veronica" in c or "interview" in c]
+    for note_id in (quoted.id, merged.id):
+        changes = mem.history(note_id, user_id="ana")
+        assert "Veronica" not in str([c.detail for c in changes]) and "interview" not in str([c.detail for c in changes])
+    assert mem.history(quoted.id, user_id="ana")[-1].action == "edited"
     assert not [h for h in mem.search("Veronica Blackwood affair", user_id="ana", k=5) if "Lisbon" in h.text]
-    assert mem.pending(user_id="ana") == 1
-    mem.process()
-    assert mem.pending(user_id="ana") == 0
-    # re-derived against the new predecessor (Gina's own turn: no question)
-    assert "Gina: We are moving to Lisbon together in May." in set(by_content(mem))
-    assert not [c for c in by_content(mem) if "Veronica" in c]
-    assert b"Veronica" not in stored_bytes(db_path)
+    assert b"Veronica" not in stored_bytes(db_path) and b"interview" not in stored_bytes(db_path)
+
+
+class DeletingExtractor(RuleExtractor):
+    """Deletes a turn while a batch is being derived (a concurrent ``delete``)."""
+
+    def __init__(self, mem: Memory, victim: str) -> None:
+        super().__init__()
+        self.mem, self.victim, self.calls = mem, victim, 0
+
+    def extract(self, turns, before=None):  # type: ignore[no-untyped-def]
+        drafts = super().extract(turns, before)
+        self.calls += 1
+        if self.calls == 1:
+            self.mem.delete(self.victim, user_id="ana")
+        return drafts
+
+
+def test_a_question_deleted_while_its_answer_is_processed_never_reaches_a_note(db_path: str) -> None:
+    with Memory(db_path, config=SYNC) as mem:
+        eps = mem.add([
+            {"role": "user", "name": "Jon", "content": "How is your secret affair with Veronica Blackwood going?"},
+            {"role": "user", "name": "Gina", "content": "We are moving to Lisbon together in May."},
+        ], user_id="ana", session_id="s1", timestamp="2023-05-08T10:00:00Z")
+        assert mem._processor is not None
+        mem._processor.extractor = DeletingExtractor(mem, eps[0].id)
+        mem.process()
+        assert mem._processor.extractor.calls == 2, "the first write was refused and the batch redone"
+        assert set(by_content(mem)) == {"Gina: We are moving to Lisbon together in May."}
+        assert b"Veronica" not in stored_bytes(db_path)
 
 
 def test_update_closes_the_old_fact_and_links_to_it(mem: Memory) -> None:
@@ -287,6 +315,26 @@ def test_a_merged_note_survives_losing_one_of_its_sources(mem: Memory) -> None:
     notes = mem.notes(user_id="ana")
     assert len(notes) == 1 and notes[0].source_episode_ids == (b[0].id,)
     assert mem.history(notes[0].id, user_id="ana")[-1].action == "source_deleted"
+    merged = [c for c in mem.history(notes[0].id, user_id="ana") if c.action == "merged"]
+    assert merged and "content" not in merged[0].detail, "a merge entry carries no text (its source may go)"
+
+
+def test_losing_a_source_strips_the_words_of_older_merge_entries(mem: Memory) -> None:
+    """History written by earlier versions kept the merged duplicate's text: deleting
+    that duplicate's turn drops the words and keeps the entry."""
+    from memstrata.store.base import NoteWrite, Tenant
+
+    a = mem.add("I live in Lisbon.", user_id="ana", timestamp="2024-01-01T00:00:00Z", wait=True)
+    b = mem.add("I live in Lisbon!", user_id="ana", timestamp="2024-02-01T00:00:00Z", wait=True)
+    note = mem.notes(user_id="ana")[0]
+    mem.store.apply_notes(Tenant("default", "ana"), NoteWrite(updates=[(note.id, {"importance": note.importance})], history=[
+        (note.id, "merged", {"content": "User: I live in Lisbon! (asked: about my secret lover?)", "reason": "old"})]))
+    assert "secret lover" in str([c.detail for c in mem.history(note.id, user_id="ana")])
+    mem.delete(b[0].id, user_id="ana")
+    changes = mem.history(note.id, user_id="ana")
+    assert "secret lover" not in str([c.detail for c in changes])
+    assert [c.detail.get("reason") for c in changes if c.action == "merged" and c.detail.get("reason") == "old"]
+    assert mem.notes(user_id="ana")[0].source_episode_ids == (a[0].id,)
 
 
 def test_erase_removes_notes_links_history_and_summaries(mem: Memory, db_path: str) -> None:

@@ -187,6 +187,8 @@ def evolve(drafts: Sequence[NoteDraft], vectors: Sequence[np.ndarray | None], st
 
 def _one(d: NoteDraft, vec: np.ndarray | None, st: NoteState, write: NoteWrite, cfg: EvolveConfig,
          relator: Relator | None) -> None:
+    if d.quotes is not None:
+        write.quoted.append(d.quotes)
     when = d.valid_from or d.event_time
     subject = (d.subject or "").lower()
     similar = st.similar(vec, d.norm, 8)
@@ -284,5 +286,7 @@ def _merge(d: NoteDraft, row: int, st: NoteState, write: NoteWrite, reason: str)
     note_id = st.ids[row]
     for key in d.sources:
         write.add_sources.append((note_id, key))
-    write.history.append((note_id, "merged", {"content": d.content, "reason": reason, "sources": len(d.sources),
+    # No text: the merged statement's words are its source episode's, and deleting that
+    # episode must not leave them in the kept note's history.
+    write.history.append((note_id, "merged", {"reason": reason, "sources": len(d.sources),
                                               "at_event_time": d.event_time.isoformat()}))

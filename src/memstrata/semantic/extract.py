@@ -57,6 +57,7 @@ class NoteDraft:
     embed_text: str = ""
     extractor: str = RULES_VERSION
     norm: str = field(default="")
+    quotes: str | None = None  # id of another episode whose words the content quotes (the question answered)
 
     def __post_init__(self) -> None:
         if not self.norm:
@@ -253,7 +254,10 @@ class RuleExtractor:
                 continue
             if prev is not None and prev.role not in self.roles:
                 prev = None  # assistant and tool text does not become notes, not even as a question
-            drafts.extend(self._turn(key, ep, question_answered(prev, ep)))
+            asked = question_answered(prev, ep)
+            for d in self._turn(key, ep, asked):
+                d.quotes = prev.id if asked is not None and prev is not None else None
+                drafts.append(d)
         return drafts
 
     def _turn(self, key: int, ep: Episode, asked: str | None = None) -> list[NoteDraft]:
@@ -308,7 +312,7 @@ class RuleExtractor:
 
 
 _QUESTION_MAX = 200
-_ASKS = re.compile(r"[?？][^\w?？]*$")  # "really?", "really?!", "ok? :)", full-width "？"
+_ASKS = re.compile(r"[?？][^\w?？]*$")  # a sentence ending "?", "?!", "? :)" or "？" (split_sentences splits at "?" only)
 
 
 def question_answered(prev: Episode | None, ep: Episode) -> str | None:

@@ -132,6 +132,9 @@ class NoteWrite:
     history: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (note id, action, detail)
     done: list[int] = field(default_factory=list)                            # pending episode keys consumed
     model_id: str | None = None
+    # ids of episodes whose words new or merged notes quote (an answer's question): if
+    # one was deleted while the step ran, the step is refused (ConflictError) and redone
+    quoted: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.new or self.add_sources or self.updates or self.links or self.history or self.done)

@@ -17,7 +17,7 @@ from ..errors import ConflictError
 from ..model import ApiKey, Episode, Link, Note, NoteChange, Summary
 from ..timeutil import from_micros, to_micros
 from .base import NoteSnapshot, NoteWrite, Tenant
-from .rows import note_snapshot
+from .rows import note_snapshot, unquoted
 from .sqlite_notes import _UPDATABLE, _note
 
 if TYPE_CHECKING:
@@ -99,6 +99,14 @@ class PgNotesMixin:
                 alive = self._episode_keys_of(cur, tenant, set(write.done))
                 if alive - queued:  # consumed by another worker since this batch was read
                     raise ConflictError(f"{len(alive - queued)} episodes were processed by another worker")
+            if write.quoted:
+                quoted = sorted(set(write.quoted))
+                found = cur.execute("SELECT count(*) FROM episodes WHERE namespace=%s AND user_id=%s AND id = ANY(%s)",
+                                    (ns, uid, quoted)).fetchone()[0]
+                if found < len(quoted):
+                    # A question this batch's notes quote was deleted after the batch was
+                    # read: its words must not come back. The processor redoes the batch.
+                    raise ConflictError("an episode this batch quotes was deleted meanwhile")
             tenant_keys = self._episode_keys_of(cur, tenant, {k for n in write.new for k in n.source_keys}
                                                 | {k for _, k in write.add_sources})
             for note in write.new:
@@ -223,17 +231,15 @@ class PgNotesMixin:
     def _cascade_notes(self, cur: psycopg.Cursor[Any], tenant: Tenant, episode_keys: list[int]) -> None:
         """Before episodes are deleted: notes left without any source are deleted with
         them; notes that keep other sources are kept, with a history entry. Notes of the
-        turn after a deleted one that quote it (the question an answer carries) go too,
-        and their sources are queued to be derived again without it."""
+        turn after a deleted one lose the question they quote from it (``_unquote``)."""
         gone = set(episode_keys)
-        quoting = self._quoting_notes(cur, episode_keys)
+        unquoted_any = self._unquote(cur, tenant, episode_keys)
         affected = cur.execute("SELECT DISTINCT note_key FROM note_sources WHERE episode_key = ANY(%s) "
                                "ORDER BY note_key", (episode_keys,)).fetchall()
-        if quoting:
-            self._drop_notes(cur, tenant, quoting, "deleted", {"reason": "quoted a deleted episode"})
-            dropped = {k for k, _ in quoting}
-            affected = [r for r in affected if r[0] not in dropped]
-        if not affected and not quoting:
+        if not affected:
+            if unquoted_any:  # summaries quote notes: drop them; the processor rebuilds them
+                cur.execute("DELETE FROM summaries WHERE namespace=%s AND user_id=%s",
+                            (tenant.namespace, tenant.user_id))
             return
         orphans: list[tuple[Any, ...]] = []
         now = _now()
@@ -244,6 +250,13 @@ class PgNotesMixin:
             if srcs <= gone:
                 orphans.append((note_key, note_id))
             else:
+                # Merge entries written before they stopped carrying text may quote the
+                # deleted episode: keep what happened, drop the words.
+                for hkey, detail in cur.execute("SELECT key, detail FROM note_history WHERE note_id=%s AND "
+                                                "namespace=%s AND user_id=%s AND action='merged'",
+                                                (note_id, tenant.namespace, tenant.user_id)).fetchall():
+                    kept = {k: v for k, v in json.loads(detail).items() if k != "content"}
+                    cur.execute("UPDATE note_history SET detail=%s WHERE key=%s", (json.dumps(kept), hkey))
                 cur.execute("INSERT INTO note_history (namespace, user_id, note_id, at, action, detail) "
                             "VALUES (%s,%s,%s,%s,%s,%s)",
                             (tenant.namespace, tenant.user_id, note_id, now, "source_deleted",
@@ -252,25 +265,29 @@ class PgNotesMixin:
         # Summaries quote notes: drop them; the processor rebuilds them.
         cur.execute("DELETE FROM summaries WHERE namespace=%s AND user_id=%s", (tenant.namespace, tenant.user_id))
 
-    def _quoting_notes(self, cur: psycopg.Cursor[Any], episode_keys: list[int]) -> list[tuple[Any, ...]]:
-        """(key, id) of rule notes that quote a question from a deleted episode: the notes
-        of the first surviving turn after it in its session. Their other sources are
-        queued again (pending) so the processor re-derives them."""
+    def _unquote(self, cur: psycopg.Cursor[Any], tenant: Tenant, episode_keys: list[int]) -> bool:
+        """Rule notes of the first surviving turn after a deleted one end with the question
+        they answer, quoted from it: cut it off, and make the notes' history text-free
+        (it holds the quoted words too). One ordered pass over the sessions involved."""
         rows = cur.execute(
-            "WITH gone AS (SELECT unnest(%s::bigint[]) AS key), "
-            "after AS (SELECT DISTINCT nxt.key FROM episodes d JOIN gone g ON g.key = d.key, LATERAL ("
-            "  SELECT e.key FROM episodes e WHERE e.session_key = d.session_key AND e.position > d.position "
-            "  AND e.key NOT IN (SELECT key FROM gone) ORDER BY e.position LIMIT 1) nxt) "
-            "SELECT DISTINCT n.key, n.id FROM notes n JOIN note_sources s ON s.note_key = n.key "
-            "WHERE s.episode_key IN (SELECT key FROM after) AND n.extractor LIKE 'rules/%%' "
-            "AND strpos(n.content, ' (asked: ') > 0 ORDER BY n.key", (episode_keys,)).fetchall()
-        if rows:
-            cur.execute("INSERT INTO pending (episode_key, namespace, user_id) "
-                        "SELECT DISTINCT e.key, e.namespace, e.user_id FROM note_sources s "
-                        "JOIN episodes e ON e.key = s.episode_key "
-                        "WHERE s.note_key = ANY(%s) AND NOT (e.key = ANY(%s)) ON CONFLICT DO NOTHING",
-                        ([int(k) for k, _ in rows], episode_keys))
-        return [tuple(r) for r in rows]
+            "WITH s AS (SELECT DISTINCT session_key FROM episodes WHERE key = ANY(%s)), "
+            "w AS (SELECT e.key, lag(e.key) OVER (PARTITION BY e.session_key ORDER BY e.position) AS prev "
+            "      FROM episodes e WHERE e.session_key IN (SELECT session_key FROM s)), "
+            "after AS (SELECT key FROM w WHERE prev = ANY(%s) AND NOT (key = ANY(%s))) "
+            "SELECT DISTINCT n.key, n.id, n.content FROM notes n JOIN note_sources ns ON ns.note_key = n.key "
+            "WHERE ns.episode_key IN (SELECT key FROM after) AND n.namespace=%s AND n.user_id=%s "
+            "AND n.extractor LIKE 'rules/%%' AND strpos(n.content, ' (asked: ') > 0 ORDER BY n.key",
+            (episode_keys, episode_keys, episode_keys, tenant.namespace, tenant.user_id)).fetchall()
+        now = _now()
+        for key, note_id, content in rows:
+            cur.execute("UPDATE notes SET content=%s, updated_at=%s WHERE key=%s", (unquoted(content), now, key))
+            cur.execute("UPDATE note_history SET detail='{}' WHERE note_id=%s AND namespace=%s AND user_id=%s",
+                        (note_id, tenant.namespace, tenant.user_id))
+            cur.execute("INSERT INTO note_history (namespace, user_id, note_id, at, action, detail) "
+                        "VALUES (%s,%s,%s,%s,%s,%s)",
+                        (tenant.namespace, tenant.user_id, note_id, now, "edited",
+                         json.dumps({"reason": "the question it quoted was deleted"})))
+        return bool(rows)
 
     # -- reads -------------------------------------------------------------------
     def note_snapshot(self, tenant: Tenant, model_id: str | None) -> NoteSnapshot:

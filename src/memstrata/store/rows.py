@@ -71,3 +71,13 @@ def note_snapshot(revision: int, rows: Sequence[Sequence[Any]], src: Sequence[Se
         links=np.asarray(link_pairs, np.int64).reshape(-1, 2),
         link_kinds=tuple(k for s, t, k in links if s in row_of and t in row_of),
     )
+
+
+QUOTE_MARK = " (asked: "  # semantic/extract.py ends an answer's rule notes with " (asked: <question>)"
+
+
+def unquoted(content: str) -> str:
+    """A rule note's content without the question it quotes (cut when that question's
+    turn is deleted)."""
+    i = content.rfind(QUOTE_MARK)
+    return content[:i] if i >= 0 else content

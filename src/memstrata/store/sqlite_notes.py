@@ -17,7 +17,7 @@ from ..errors import ConflictError
 from ..model import Episode, Link, Note, NoteChange, Summary
 from ..timeutil import from_micros, to_micros
 from .base import NoteSnapshot, NoteWrite, Tenant
-from .rows import note_snapshot
+from .rows import note_snapshot, unquoted
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -101,6 +101,12 @@ class NotesMixin:
                 alive = self._episode_keys_of(c, tenant, set(write.done))
                 if (alive - queued):  # consumed by another worker since this batch was read
                     raise ConflictError(f"{len(alive - queued)} episodes were processed by another worker")
+            if write.quoted and len(self._chunked_keys(
+                    c, "SELECT id FROM episodes WHERE namespace=? AND user_id=? AND id IN ({})",
+                    sorted(set(write.quoted)), (tenant.namespace, tenant.user_id))) < len(set(write.quoted)):
+                # A question this batch's notes quote was deleted after the batch was read:
+                # its words must not come back. The processor reloads and redoes the batch.
+                raise ConflictError("an episode this batch quotes was deleted meanwhile")
             tenant_keys = self._episode_keys_of(c, tenant, {k for n in write.new for k in n.source_keys}
                                                 | {k for _, k in write.add_sources})
             for note in write.new:
@@ -219,17 +225,14 @@ class NotesMixin:
     def _cascade_notes(self, c: sqlite3.Connection, tenant: Tenant, episode_keys: list[int]) -> None:
         """Before episodes are deleted: notes left without any source are deleted with
         them; notes that keep other sources are kept, with a history entry. Notes of the
-        turn after a deleted one that quote it (the question an answer carries) go too,
-        and their sources are queued to be derived again without it."""
+        turn after a deleted one lose the question they quote from it (``_unquote``)."""
         gone = set(episode_keys)
-        quoting = self._quoting_notes(c, gone)
+        unquoted_any = self._unquote(c, tenant, gone)
         affected = self._chunked_keys(c, "SELECT DISTINCT note_key FROM note_sources WHERE episode_key IN ({})",
                                       episode_keys)
-        if quoting:
-            self._drop_notes(c, tenant, quoting, "deleted", {"reason": "quoted a deleted episode"})
-            dropped = {k for k, _ in quoting}
-            affected = [r for r in affected if r[0] not in dropped]
-        if not affected and not quoting:
+        if not affected:
+            if unquoted_any:  # summaries quote notes: drop them; the processor rebuilds them
+                c.execute("DELETE FROM summaries WHERE namespace=? AND user_id=?", (tenant.namespace, tenant.user_id))
             return
         orphans: list[tuple[Any, ...]] = []
         now = _now()
@@ -239,6 +242,13 @@ class NotesMixin:
             if srcs <= gone:
                 orphans.append((note_key, note_id))
             else:
+                # Merge entries written before they stopped carrying text may quote the
+                # deleted episode: keep what happened, drop the words.
+                for hkey, detail in c.execute("SELECT key, detail FROM note_history WHERE note_id=? AND namespace=? "
+                                              "AND user_id=? AND action='merged'",
+                                              (note_id, tenant.namespace, tenant.user_id)).fetchall():
+                    kept = {k: v for k, v in json.loads(detail).items() if k != "content"}
+                    c.execute("UPDATE note_history SET detail=? WHERE key=?", (json.dumps(kept), hkey))
                 c.execute("INSERT INTO note_history (namespace, user_id, note_id, at, action, detail) "
                           "VALUES (?,?,?,?,?,?)", (tenant.namespace, tenant.user_id, note_id, now,
                                                   "source_deleted", json.dumps({"remaining_sources": len(srcs - gone)})))
@@ -246,31 +256,35 @@ class NotesMixin:
         # Summaries quote notes: drop them; the processor rebuilds them.
         c.execute("DELETE FROM summaries WHERE namespace=? AND user_id=?", (tenant.namespace, tenant.user_id))
 
-    def _quoting_notes(self, c: sqlite3.Connection, gone: set[int]) -> list[tuple[Any, ...]]:
-        """(key, id) of rule notes that quote a question from an episode in ``gone``: the
-        notes of the first surviving turn after it in its session. Their other sources
-        are queued again (pending) so the processor re-derives them."""
-        after: set[int] = set()
-        for skey, pos in self._chunked_keys(c, "SELECT session_key, position FROM episodes WHERE key IN ({})",
-                                            sorted(gone)):
-            for (key,) in c.execute("SELECT key FROM episodes WHERE session_key=? AND position>? ORDER BY position",
-                                    (skey, pos)):
-                if key not in gone:
-                    after.add(key)
-                    break
+    def _unquote(self, c: sqlite3.Connection, tenant: Tenant, gone: set[int]) -> bool:
+        """Rule notes of the first surviving turn after a deleted one end with the question
+        they answer, quoted from it: cut it off, and make the notes' history text-free
+        (it holds the quoted words too). One ordered pass over the sessions involved."""
+        sessions = {r[0] for r in self._chunked_keys(c, "SELECT DISTINCT session_key FROM episodes WHERE key IN ({})",
+                                                      sorted(gone))}
+        after: list[int] = []
+        for skey in sessions:
+            prev_gone = False
+            for (key,) in c.execute("SELECT key FROM episodes WHERE session_key=? ORDER BY position", (skey,)):
+                if prev_gone and key not in gone:
+                    after.append(key)
+                prev_gone = key in gone
         if not after:
-            return []
+            return False
         rows = self._chunked_keys(
-            c, "SELECT DISTINCT n.key, n.id FROM notes n JOIN note_sources s ON s.note_key = n.key "
+            c, "SELECT DISTINCT n.key, n.id, n.content FROM notes n JOIN note_sources s ON s.note_key = n.key "
                "WHERE s.episode_key IN ({}) AND n.extractor LIKE 'rules/%' AND instr(n.content, ' (asked: ') > 0",
             sorted(after))
-        if rows:
-            sources = self._chunked_keys(c, "SELECT DISTINCT episode_key FROM note_sources WHERE note_key IN ({})",
-                                         [k for k, _ in rows])
-            c.executemany("INSERT OR IGNORE INTO pending (episode_key, namespace, user_id) "
-                          "SELECT key, namespace, user_id FROM episodes WHERE key=?",
-                          [(k,) for (k,) in sources if k not in gone])
-        return [tuple(r) for r in rows]
+        now = _now()
+        for key, note_id, content in rows:
+            c.execute("UPDATE notes SET content=?, updated_at=? WHERE key=?",
+                      (unquoted(content), now, key))
+            c.execute("UPDATE note_history SET detail='{}' WHERE note_id=? AND namespace=? AND user_id=?",
+                      (note_id, tenant.namespace, tenant.user_id))
+            c.execute("INSERT INTO note_history (namespace, user_id, note_id, at, action, detail) VALUES (?,?,?,?,?,?)",
+                      (tenant.namespace, tenant.user_id, note_id, now, "edited",
+                       json.dumps({"reason": "the question it quoted was deleted"})))
+        return bool(rows)
 
     def _scrub_notes(self) -> None:
         with self._translate("scrub notes"), self._write() as c:
