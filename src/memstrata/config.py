@@ -36,6 +36,7 @@ class RetrievalConfig:
     strip_time_words: bool = True   # remove resolved time expressions from the lexical query
     hide_future: bool = False       # also hide episodes whose event time is after as_of
     drop_speaker_terms: bool = False  # leave named speakers out of the BM25 query (boost only)
+    dense_drop_speakers: bool = True  # leave named speakers out of the query vector (turn, session and note vectors carry no speaker)
     prf_terms: int = 10             # pseudo-relevance feedback: terms from the first-pass top turns added to the session BM25 query
     prf_weight: float = 0.0         # weight of an extra turn-level BM25 list with the expanded query (0: none)
     notes_weight: float = 1.0       # list from derived notes (BM25 + cosine over notes, mapped to their turns); 0: off
@@ -126,13 +127,13 @@ PRESETS: dict[str, RetrievalConfig] = {
     # Single retrievers and plain fusion, for comparison: no sessions, time, speakers or neighbours.
     "bm25": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0, dense=False, session_dense=False, session_lexical=False, session_prior=0.0,
                             time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
-                            prf_terms=0),
+                            prf_terms=0, dense_drop_speakers=False),
     "dense": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0, lexical=False, session_lexical=False, session_dense=False, session_prior=0.0,
                              time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
-                             prf_terms=0),
+                             prf_terms=0, dense_drop_speakers=False),
     "rrf": RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0, session_lexical=False, session_dense=False, session_prior=0.0, fusion="rrf",
                            time_mode="off", speaker_boost=0.0, strip_time_words=False, neighbor_weight=0.0,
-                           prf_terms=0),
+                           prf_terms=0, dense_drop_speakers=False),
 }
 # The core engine without semantic memory (episodes only), and with graph recall on.
 PRESETS["episodic"] = RetrievalConfig(notes_weight=0.0, superseded_factor=1.0, refresh_cos=1.0)

@@ -18,7 +18,8 @@ from memstrata import (
     MemoryConfig,
     NotFoundError,
 )
-from memstrata.config import EmbedConfig, Limits
+from memstrata.config import EmbedConfig, Limits, RetrievalConfig
+from memstrata.retrieve.query import without_speakers
 
 from ..conftest import CONVERSATION
 
@@ -244,6 +245,29 @@ def test_drop_speaker_terms_keeps_greetings_from_outranking_the_speaker(lexical_
     dropped = lexical_memory.search("What did Caroline say about the hike?", user_id="u",
                                     variant="hybrid:drop_speaker_terms=true,speaker_boost=0,neighbor_weight=0")
     assert dropped[0].speaker == "Caroline"
+
+
+def test_query_vector_leaves_out_the_named_speaker(memory: Memory) -> None:
+    # Turn vectors are made from what was said, not from who said it: with the name in
+    # the query vector, a turn that only addresses Nate outranks what Nate said.
+    memory.add([{"role": "user", "name": "Joanna", "content": "Nate, you are the best, Nate! Thanks Nate."},
+                {"role": "user", "name": "Nate", "content": "I adopted a puppy last week, his name is Max."},
+                {"role": "user", "name": "Joanna", "content": "I finished my screenplay draft yesterday."}],
+               user_id="u", wait=True)
+    question = "What pets does Nate have?"
+    with_name = memory.search(question, user_id="u", variant="dense", k=3)
+    assert with_name[0].speaker == "Joanna"  # the dense preset keeps the name: the failure mode
+    hits = memory.search(question, user_id="u", variant="dense:dense_drop_speakers=true", k=3)
+    assert hits[0].text.startswith("I adopted a puppy")
+    assert RetrievalConfig.preset("hybrid").dense_drop_speakers and RetrievalConfig.preset("episodic").dense_drop_speakers
+
+
+def test_without_speakers_keeps_a_query_that_would_lose_every_content_word() -> None:
+    assert without_speakers("What pets does Nate have?", {"nate"}) == "What pets does have?"
+    assert without_speakers("What is Caroline’s job?", {"caroline"}) == "What is job?"
+    assert without_speakers("Tell me about Maria Lopez now", {"maria lopez"}) == "Tell me about now"
+    assert without_speakers("Did Natelie visit Nate-ville?", {"nate"}) == "Did Natelie visit Nate-ville?"
+    assert without_speakers("Who is Nate?", {"nate"}) == "Who is Nate?"  # nothing left to embed
 
 
 def test_feedback_terms_find_sessions_that_share_the_topic_but_not_the_words(lexical_memory: Memory) -> None:

@@ -103,6 +103,21 @@ def asks_about_past(query: str) -> bool:
     return bool(_PAST_STATE.search(query)) and not _CURRENT_STATE.search(query)
 
 
+def without_speakers(query: str, speakers: Iterable[str]) -> str:
+    """The query with the named speakers (and their possessive "'s") taken out, for the
+    query *vector*: "What pets does Nate have?" -> "What pets does have?". A turn's
+    vector is made from what was said, never from who said it, so a speaker's name in
+    the query vector pulls toward turns that *address* that person ("Hey Nate, ...")
+    instead of what the person said; authorship is the speaker boost's job and the
+    name stays a lexical term. A query that would keep no content word is left whole
+    ("Who is Nate?")."""
+    text = query
+    for name in sorted(speakers, key=len, reverse=True):
+        text = re.sub(r"(?<![\w'’-])" + re.escape(name) + r"(?:['’]s)?(?![\w-])", " ", text, flags=re.I)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if text != query.strip() and lexical_terms(text) else query
+
+
 @dataclass(frozen=True, slots=True)
 class QueryPlan:
     text: str                       # the original query (embedded as is)
@@ -111,10 +126,16 @@ class QueryPlan:
     speakers: frozenset[str]        # lowercased speaker names the query mentions
     aggregate: bool = False         # the question gathers several facts (see is_aggregate)
     past: bool = False              # the question asks for an earlier state (see asks_about_past)
+    dense_text: str = ""            # what is embedded: the query without named speakers (see without_speakers)
+
+    @property
+    def embed_text(self) -> str:
+        return self.dense_text or self.text
 
 
 def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None],
-            find_time: bool = True, strip_time_words: bool = True, drop_speaker_terms: bool = False) -> QueryPlan:
+            find_time: bool = True, strip_time_words: bool = True, drop_speaker_terms: bool = False,
+            dense_drop_speakers: bool = False) -> QueryPlan:
     ranges = find_time_ranges(query, as_of) if find_time else []
     lexical_text = strip_time_expressions(query, ranges) if (ranges and strip_time_words) else query
     words = set(tokenize(query))
@@ -128,4 +149,6 @@ def analyse(query: str, *, as_of: datetime, known_speakers: Iterable[str | None]
         # matches turns that greet or address that person.
         names = {part for s in speakers for part in tokenize(s)}
         terms = [t for t in terms if t not in names] or terms
-    return QueryPlan(query, tuple(terms), tuple(ranges), speakers, is_aggregate(query), asks_about_past(query))
+    dense_text = without_speakers(query, speakers) if (dense_drop_speakers and speakers) else query
+    return QueryPlan(query, tuple(terms), tuple(ranges), speakers, is_aggregate(query), asks_about_past(query),
+                     dense_text)

@@ -289,7 +289,7 @@ class Retriever:
             return []
         plan = analyse(query, as_of=as_of, known_speakers=idx.speakers,
                        find_time=cfg.time_mode != "off", strip_time_words=cfg.strip_time_words,
-                       drop_speaker_terms=cfg.drop_speaker_terms)
+                       drop_speaker_terms=cfg.drop_speaker_terms, dense_drop_speakers=cfg.dense_drop_speakers)
         ranking = self._rank(tenant, idx, plan, cfg, as_of, start, end)
         diversity = cfg.diversity if (plan.aggregate or cfg.diversity_scope == "all") else 0.0
         restated = (cfg.refresh_window, cfg.refresh_cos) if cfg.refresh_window and not plan.past else None
@@ -343,7 +343,7 @@ class Retriever:
             pairs = [(idx.key_row[k], sc) for k, sc in found if k in idx.key_row and mask[idx.key_row[k]]]
             turn_lists.append(("lexical", np.array([r for r, _ in pairs], np.int64),
                                np.array([sc for _, sc in pairs]), w_lex))
-        query_vec = self._embed_query(plan.text) if (cfg.dense or cfg.session_dense) else None
+        query_vec = self._embed_query(plan.embed_text) if (cfg.dense or cfg.session_dense) else None
         if cfg.dense and query_vec is not None:
             found = self._dense(tenant, idx, query_vec, cfg.candidates, mask, start, end, cfg)
             if found is not None:
