@@ -9,7 +9,7 @@ OUT=benchmarks/results
 mkdir -p "$OUT"
 # Default (episodes + derived notes), the core engine without notes (episodic), graph
 # recall on, the semantic switches one at a time, and the single-retriever floors.
-VARIANTS="hybrid;episodic;graph;hybrid:refresh_window=0;hybrid:refresh_cos=1.0,refresh_window=0;hybrid:refresh_factor=0.7;hybrid:superseded_factor=1.0,refresh_cos=1.0;hybrid:diversity=0.2;hybrid:fusion=rrf;bm25;dense"
+VARIANTS="hybrid;episodic;hybrid:dense_drop_speakers=false;episodic:dense_drop_speakers=false;graph;hybrid:refresh_window=0;hybrid:refresh_cos=1.0,refresh_window=0;hybrid:refresh_factor=0.7;hybrid:superseded_factor=1.0,refresh_cos=1.0;hybrid:diversity=0.2;hybrid:fusion=rrf;bm25;dense"
 $M bench longmemeval "$DATA/longmemeval_s_dev.json.gz" --variant "$VARIANTS" --out "$OUT/longmemeval_s_dev.json"
 $M bench locomo "$DATA/locomo_dev.json.gz" --variant "$VARIANTS" --out "$OUT/locomo_dev.json"
 # Ingest speed of the core engine alone (no notes), for the 2x budget of note extraction.
